@@ -1,0 +1,1 @@
+"""Feature and lake table declarations, and the pure transforms that build them."""

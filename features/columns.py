@@ -1,0 +1,35 @@
+"""Column names shared by every transform; functions take them as keyword defaults."""
+
+EVENT_ID = "event_id"
+USER_ID = "user_id"  # raw id: bronze only
+USER_KEY = "user_key"  # pseudonymised id: silver and later
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+TIMESTAMP = "timestamp"  # raw string in bronze
+EVENT_TIME = "event_time"  # parsed timestamp in silver
+EVENT_DATE = "event_date"
+SESSION_ID = "session_id"
+QUANTITY = "quantity"
+PRICE = "price"
+TITLE = "title"
+CATEGORY = "category"
+AVAILABLE = "available"
+SOURCE_FORMAT = "source_format"
+SOURCE_FILE = "source_file"
+INGEST_DS = "ingest_ds"
+INGESTED_AT = "ingested_at"
+REASON = "reason"
+DS = "ds"
+STRENGTH = "strength"
+N_EVENTS = "n_events"
+N_USERS = "n_users"
+LAST_EVENT_TIME = "last_event_time"
+PURCHASED = "purchased"
+RANK = "rank"
+SCORE = "score"
+USER_IDX = "user_idx"
+ITEM_IDX = "item_idx"
+
+#: Raw event fields of the generic format, in file order (all strings in bronze).
+RAW_EVENT_FIELDS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION_ID, QUANTITY, PRICE)
+RAW_ITEM_FIELDS = (ITEM_ID, TITLE, CATEGORY, PRICE, AVAILABLE)

@@ -1,0 +1,321 @@
+"""Every lake table declared once: name, layer, keys, schema, partitioning, owner job.
+
+Jobs read and write through these declarations (as Feast declares feature views), so a
+table's path, schema and write semantics live in exactly one place. Writes are idempotent:
+``overwrite_partition`` replaces one logical date, ``upsert`` MERGEs on the keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from features import columns as c
+from recolake.settings import Settings
+
+
+class SchemaMismatchError(ValueError):
+    """A frame does not match the declared schema of the table it is written to."""
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    name: str
+    layer: str
+    keys: tuple[str, ...]
+    schema: T.StructType
+    partition_by: tuple[str, ...]
+    owner_job: str
+    description: str
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    def path(self, settings: Settings) -> str:
+        return f"{settings.lake_root.rstrip('/')}/{self.layer}/{self.name}"
+
+    def exists(self, spark: SparkSession, settings: Settings) -> bool:
+        return DeltaTable.isDeltaTable(spark, self.path(settings))
+
+    def read(
+        self, spark: SparkSession, settings: Settings, version: int | None = None
+    ) -> DataFrame:
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(settings))
+
+    def read_or_empty(self, spark: SparkSession, settings: Settings) -> DataFrame:
+        if self.exists(spark, settings):
+            return self.read(spark, settings)
+        return spark.createDataFrame([], self.schema)
+
+    def version(self, spark: SparkSession, settings: Settings) -> int | None:
+        """The current Delta version (for lineage in MLflow), or None if not created yet."""
+        if not self.exists(spark, settings):
+            return None
+        history = DeltaTable.forPath(spark, self.path(settings)).history(1)
+        return int(history.select("version").first()[0])
+
+    def conform(self, df: DataFrame) -> DataFrame:
+        """Select the declared columns in order; fail clearly on missing or mistyped ones."""
+        actual = {f.name: f.dataType for f in df.schema.fields}
+        problems = []
+        for field in self.schema.fields:
+            if field.name not in actual:
+                problems.append(f"missing column {field.name!r}")
+            elif actual[field.name] != field.dataType:
+                problems.append(
+                    f"column {field.name!r} is {actual[field.name].simpleString()}, "
+                    f"declared {field.dataType.simpleString()}"
+                )
+        if problems:
+            raise SchemaMismatchError(f"{self.qualified_name}: " + "; ".join(problems))
+        return df.select(*self.schema.fieldNames())
+
+    def ensure(self, spark: SparkSession, settings: Settings) -> None:
+        """Create the empty table with its declared schema and partitioning if absent."""
+        if self.exists(spark, settings):
+            return
+        (
+            spark.createDataFrame([], self.schema)
+            .write.format("delta")
+            .partitionBy(*self.partition_by)
+            .mode("ignore")
+            .save(self.path(settings))
+        )
+
+    def overwrite_partition(
+        self, df: DataFrame, settings: Settings, partition_column: str, value: date
+    ) -> None:
+        """Replace exactly one logical-date partition: a re-run replaces, never appends."""
+        if partition_column not in self.partition_by:
+            raise ValueError(f"{self.qualified_name} is not partitioned by {partition_column}")
+        (
+            self.conform(df)
+            .write.format("delta")
+            .mode("overwrite")
+            .partitionBy(*self.partition_by)
+            .option("replaceWhere", f"{partition_column} = DATE'{value.isoformat()}'")
+            .save(self.path(settings))
+        )
+
+    def overwrite(self, df: DataFrame, settings: Settings) -> None:
+        (
+            self.conform(df)
+            .write.format("delta")
+            .mode("overwrite")
+            .partitionBy(*self.partition_by)
+            .save(self.path(settings))
+        )
+
+    def upsert(
+        self, spark: SparkSession, df: DataFrame, settings: Settings, *, update: bool = True
+    ) -> dict[str, int]:
+        """MERGE on the declared keys: new keys inserted, existing keys updated (or left
+        alone with ``update=False``, for immutable facts such as events). Returns Delta's
+        operation metrics (numTargetRowsInserted, ...)."""
+        if not self.keys:
+            raise ValueError(f"{self.qualified_name} declares no keys to merge on")
+        self.ensure(spark, settings)
+        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
+        table = DeltaTable.forPath(spark, self.path(settings))
+        before = self.version(spark, settings)
+        merge = table.alias("t").merge(self.conform(df).alias("s"), condition)
+        if update:
+            merge = merge.whenMatchedUpdateAll()
+        merge.whenNotMatchedInsertAll().execute()
+        last = table.history(1).select("version", "operationMetrics").first()
+        if last["version"] == before:  # nothing to change: Delta made no commit
+            return {"numTargetRowsInserted": 0, "numTargetRowsUpdated": 0}
+        return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
+
+
+def _schema(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
+    return T.StructType([T.StructField(n, t, nullable) for n, t, nullable in fields])
+
+
+_S, _D, _TS, _L, _DBL, _I, _B = (
+    T.StringType(),
+    T.DateType(),
+    T.TimestampType(),
+    T.LongType(),
+    T.DoubleType(),
+    T.IntegerType(),
+    T.BooleanType(),
+)
+
+_INGEST_META = (
+    (c.SOURCE_FORMAT, _S, False),
+    (c.SOURCE_FILE, _S, True),
+    (c.INGESTED_AT, _TS, False),
+    (c.INGEST_DS, _D, False),
+)
+
+BRONZE_EVENTS = LakeTable(
+    name="events",
+    layer="bronze",
+    keys=(),
+    schema=_schema(
+        (c.EVENT_ID, _S, True), *((f, _S, True) for f in c.RAW_EVENT_FIELDS), *_INGEST_META
+    ),
+    partition_by=(c.INGEST_DS,),
+    owner_job="pipelines.ingest",
+    description="Raw events exactly as received (strings), with ingestion metadata.",
+)
+
+BRONZE_ITEMS = LakeTable(
+    name="items",
+    layer="bronze",
+    keys=(),
+    schema=_schema(*((f, _S, True) for f in c.RAW_ITEM_FIELDS), *_INGEST_META),
+    partition_by=(c.INGEST_DS,),
+    owner_job="pipelines.ingest",
+    description="Raw catalog rows as received (strings), with ingestion metadata.",
+)
+
+SILVER_EVENTS = LakeTable(
+    name="events",
+    layer="silver",
+    keys=(c.EVENT_ID,),
+    schema=_schema(
+        (c.EVENT_ID, _S, False),
+        (c.USER_KEY, _S, False),
+        (c.ITEM_ID, _S, False),
+        (c.EVENT_TYPE, _S, False),
+        (c.EVENT_TIME, _TS, False),
+        (c.SESSION_ID, _S, True),
+        (c.QUANTITY, _I, True),
+        (c.PRICE, _DBL, True),
+        (c.SOURCE_FORMAT, _S, False),
+        (c.INGEST_DS, _D, False),
+        (c.EVENT_DATE, _D, False),
+    ),
+    partition_by=(c.EVENT_DATE,),
+    owner_job="pipelines.silver",
+    description="Typed, deduplicated events; user ids pseudonymised (HMAC-SHA256).",
+)
+
+QUARANTINE_EVENTS = LakeTable(
+    name="events_quarantine",
+    layer="silver",
+    keys=(),
+    schema=_schema(
+        (c.EVENT_ID, _S, True),
+        (c.USER_KEY, _S, True),
+        *((f, _S, True) for f in c.RAW_EVENT_FIELDS if f != c.USER_ID),
+        (c.SOURCE_FORMAT, _S, False),
+        (c.SOURCE_FILE, _S, True),
+        (c.REASON, _S, False),
+        (c.INGEST_DS, _D, False),
+    ),
+    partition_by=(c.INGEST_DS,),
+    owner_job="pipelines.silver",
+    description="Rejected events with the reason; raw user id replaced by its key.",
+)
+
+SILVER_ITEMS = LakeTable(
+    name="items",
+    layer="silver",
+    keys=(c.ITEM_ID,),
+    schema=_schema(
+        (c.ITEM_ID, _S, False),
+        (c.TITLE, _S, True),
+        (c.CATEGORY, _S, True),
+        (c.PRICE, _DBL, True),
+        (c.AVAILABLE, _B, False),
+        (c.INGEST_DS, _D, False),
+    ),
+    partition_by=(),
+    owner_job="pipelines.silver",
+    description="Current catalog, one row per item (latest ingest wins).",
+)
+
+GOLD_USER_ITEM_STRENGTH = LakeTable(
+    name="user_item_strength",
+    layer="gold",
+    keys=(c.DS, c.USER_KEY, c.ITEM_ID),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.USER_KEY, _S, False),
+        (c.ITEM_ID, _S, False),
+        (c.STRENGTH, _DBL, False),
+        (c.N_EVENTS, _L, False),
+        (c.LAST_EVENT_TIME, _TS, False),
+        (c.PURCHASED, _B, False),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.gold",
+    description="Implicit feedback per user and item as of ds: weighted, time-decayed.",
+)
+
+GOLD_ITEM_POPULARITY = LakeTable(
+    name="item_popularity",
+    layer="gold",
+    keys=(c.DS, c.ITEM_ID),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.ITEM_ID, _S, False),
+        (c.N_USERS, _L, False),
+        (c.STRENGTH, _DBL, False),
+        (c.RANK, _I, False),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.gold",
+    description="Item popularity over the recent window as of ds (distinct users, strength).",
+)
+
+GOLD_ITEM_CATALOG = LakeTable(
+    name="item_catalog",
+    layer="gold",
+    keys=(c.DS, c.ITEM_ID),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.ITEM_ID, _S, False),
+        (c.TITLE, _S, True),
+        (c.CATEGORY, _S, True),
+        (c.PRICE, _DBL, True),
+        (c.AVAILABLE, _B, False),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.gold",
+    description="Catalog snapshot as of ds: silver items plus items only seen in events.",
+)
+
+USER_INDEX = LakeTable(
+    name="als_user_index",
+    layer="gold",
+    keys=(c.DS, c.USER_KEY),
+    schema=_schema((c.DS, _D, False), (c.USER_KEY, _S, False), (c.USER_IDX, _I, False)),
+    partition_by=(c.DS,),
+    owner_job="pipelines.train",
+    description="ALS integer id of each user key, per training date.",
+)
+
+ITEM_INDEX = LakeTable(
+    name="als_item_index",
+    layer="gold",
+    keys=(c.DS, c.ITEM_ID),
+    schema=_schema((c.DS, _D, False), (c.ITEM_ID, _S, False), (c.ITEM_IDX, _I, False)),
+    partition_by=(c.DS,),
+    owner_job="pipelines.train",
+    description="ALS integer id of each item, per training date.",
+)
+
+ALL_TABLES = (
+    BRONZE_EVENTS,
+    BRONZE_ITEMS,
+    SILVER_EVENTS,
+    QUARANTINE_EVENTS,
+    SILVER_ITEMS,
+    GOLD_USER_ITEM_STRENGTH,
+    GOLD_ITEM_POPULARITY,
+    GOLD_ITEM_CATALOG,
+    USER_INDEX,
+    ITEM_INDEX,
+)

@@ -1,0 +1,1 @@
+"""Recommendation models (ALS, baselines) and their evaluation, all in Spark."""

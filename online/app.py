@@ -1,0 +1,39 @@
+"""The app factory: `uvicorn online.app:create_app --factory` or `recolake serve`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from online.routers import health, recommendations
+from online.store import RecommendationStore, connect
+from recolake import __version__
+from recolake.redis_layout import RedisLayout
+from recolake.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.require_pseudonymisation_key()  # fail at start-up, not on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect(settings.redis_url)
+        app.state.settings = settings
+        app.state.store = RecommendationStore(client, RedisLayout(settings.redis_namespace))
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="recolake",
+        version=__version__,
+        description="Real-time recommendations for online shops.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(recommendations.router)
+    return app

@@ -1,0 +1,106 @@
+"""Silver: validate, type, deduplicate and pseudonymise one date's bronze events.
+
+    spark-submit pipelines/silver.py --ds 2011-12-09
+
+Bad rows go to the quarantine table with a reason; every input row is accounted for:
+input = new silver rows + rows already in silver + quarantined + duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from features import columns as c
+from features import transforms
+from features.tables import (
+    BRONZE_EVENTS,
+    BRONZE_ITEMS,
+    QUARANTINE_EVENTS,
+    SILVER_EVENTS,
+    SILVER_ITEMS,
+)
+from pipelines.common import job_parser, parse, session_and_settings
+from recolake.settings import Settings
+
+log = logging.getLogger("recolake.silver")
+
+#: Events may be stamped up to this long after the end of --ds (clock skew) before they
+#: are quarantined as coming from the future.
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SilverCounts:
+    input: int
+    silver: int
+    quarantined: int
+    duplicates: int
+    silver_inserted: int
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    def balanced(self) -> bool:
+        return self.input == self.silver + self.quarantined + self.duplicates
+
+    def report(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
+        return (
+            f"input={self.input} silver={self.silver} quarantined={self.quarantined} "
+            f"duplicates={self.duplicates} (new in silver: {self.silver_inserted}; "
+            f"quarantine reasons: {reasons or 'none'})"
+        )
+
+
+def run(spark: SparkSession, settings: Settings, ds: date) -> SilverCounts:
+    key = settings.require_pseudonymisation_key()
+    bronze = BRONZE_EVENTS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds)).cache()
+    split = transforms.validate_events(
+        bronze,
+        event_types=settings.event_weights,
+        key=key,
+        latest_allowed=transforms.end_of_day(ds) + FUTURE_TOLERANCE,
+    )
+    valid, id_duplicates = transforms.dedupe_by_event_id(split.valid.cache())
+    quarantined = split.quarantined.cache()
+
+    metrics = SILVER_EVENTS.upsert(spark, valid, settings, update=False)
+    QUARANTINE_EVENTS.overwrite_partition(quarantined, settings, c.INGEST_DS, ds)
+    reasons = {r[c.REASON]: r["count"] for r in quarantined.groupBy(c.REASON).count().collect()}
+    counts = SilverCounts(
+        input=bronze.count(),
+        silver=valid.count(),
+        quarantined=sum(reasons.values()),
+        duplicates=split.exact_duplicates.count() + id_duplicates.count(),
+        silver_inserted=metrics.get("numTargetRowsInserted", 0),
+        quarantine_reasons=reasons,
+    )
+    if BRONZE_ITEMS.exists(spark, settings):
+        items = BRONZE_ITEMS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
+        SILVER_ITEMS.upsert(spark, transforms.silver_items(items), settings)
+    for df in (bronze, split.valid, quarantined):
+        df.unpersist()
+    if not counts.balanced():
+        raise AssertionError(f"silver {ds}: rows unaccounted for: {counts.report()}")
+    log.info("silver %s: %s", ds, counts.report())
+    return counts
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    spark: SparkSession | None = None,
+    settings: Settings | None = None,
+) -> SilverCounts:
+    args = parse(job_parser(__doc__.splitlines()[0]), argv)
+    spark, settings = session_and_settings("recolake-silver", spark, settings)
+    counts = run(spark, settings, args.ds)
+    print(f"silver {args.ds}: {counts.report()}", flush=True)
+    return counts
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The one settings object. Every job, the API and the tests read configuration from here.
+
+Values come from environment variables prefixed ``RECOLAKE_`` (nested values use ``__``,
+e.g. ``RECOLAKE_EVENT_WEIGHTS__PURCHASE=5``), then from a ``.env`` file, then the defaults
+below, which describe a single-machine setup: local Spark, a local lake directory, a local
+MLflow store and a Redis on localhost.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Where the single-machine defaults keep their state (git-ignored).
+VAR_DIR = PROJECT_ROOT / "var"
+
+#: Event types the platform understands, with their default implicit-feedback weights.
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "add_to_cart": 3.0,
+    "remove_from_cart": 0.0,
+    "purchase": 5.0,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECOLAKE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    lake_root: str = Field(
+        default=str(VAR_DIR / "lake"),
+        description="Root of the Delta lake: a local path or any Hadoop URI (s3a://, abfss://).",
+    )
+
+    # --- Spark ---------------------------------------------------------------------------
+    spark_master: str | None = Field(
+        default="local[2]",
+        description="Spark master URL. Empty/None leaves it to spark-submit --master.",
+    )
+    spark_shuffle_partitions: int = Field(default=8, ge=1)
+    spark_driver_memory: str = "4g"
+    jars_dir: str = Field(
+        default=str(PROJECT_ROOT / "jars"),
+        description="Folder of JVM jars resolved by `make jars` (Delta, Kafka connector).",
+    )
+    spark_ui_enabled: bool = False
+
+    # --- MLflow --------------------------------------------------------------------------
+    mlflow_tracking_uri: str = f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}"
+    mlflow_artifact_root: str = str(VAR_DIR / "mlflow" / "artifacts")
+    mlflow_experiment: str = "recolake-nightly"
+    registered_model_name: str = "recolake-als"
+    champion_alias: str = "champion"
+
+    # --- Redis / online ------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = Field(default="recolake", pattern=r"^[A-Za-z0-9_.-]+$")
+    redis_buckets: int = Field(
+        default=64, ge=1, le=16384, description="Hash buckets per published set (spreads keys)."
+    )
+    publish_grace_seconds: int = Field(
+        default=60, ge=0, description="How long a replaced publish stays readable after a switch."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # --- privacy -------------------------------------------------------------------------
+    pseudonymisation_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 that replaces user ids past bronze. Required by "
+        "the silver job and the API; `make demo` generates one into .recolake/.",
+    )
+
+    # --- features ------------------------------------------------------------------------
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    decay_half_life_days: float = Field(default=60.0, gt=0)
+    popularity_window_days: int = Field(default=30, ge=1)
+
+    # --- model ---------------------------------------------------------------------------
+    holdout_days: int = Field(default=14, ge=1, description="Last days held out for evaluation.")
+    top_k: int = Field(default=50, ge=1, le=500, description="Recommendations published per user.")
+    eval_k: int = Field(default=10, ge=1)
+    als_rank: int = Field(default=32, ge=1)
+    als_max_iter: int = Field(default=10, ge=1)
+    als_reg_param: float = Field(default=0.1, ge=0)
+    als_alpha: float = Field(default=20.0, gt=0)
+    als_seed: int = 42
+
+    @field_validator("event_weights")
+    @classmethod
+    def _weights_not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            raise ValueError(f"event weights must be >= 0, got {bad}")
+        return value
+
+    def require_pseudonymisation_key(self) -> bytes:
+        """The HMAC key as bytes, or a clear error telling how to set it."""
+        if self.pseudonymisation_key is None or not self.pseudonymisation_key.get_secret_value():
+            raise RuntimeError(
+                "RECOLAKE_PSEUDONYMISATION_KEY is not set: user ids cannot be pseudonymised. "
+                "Set it to a long random secret (for example `openssl rand -hex 32`)."
+            )
+        return self.pseudonymisation_key.get_secret_value().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,32 @@
+"""MLflow set-up and the model registry conventions (names and aliases live in settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from recolake.settings import Settings
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured store and make sure the experiment exists."""
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if client.get_experiment_by_name(settings.mlflow_experiment) is None:
+        artifact_root = settings.mlflow_artifact_root
+        if "://" not in artifact_root:
+            Path(artifact_root).mkdir(parents=True, exist_ok=True)
+            artifact_root = Path(artifact_root).resolve().as_uri()
+        client.create_experiment(settings.mlflow_experiment, artifact_location=artifact_root)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    return client
+
+
+def champion_uri(settings: Settings) -> str:
+    return f"models:/{settings.registered_model_name}@{settings.champion_alias}"

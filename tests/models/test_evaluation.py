@@ -1,0 +1,110 @@
+"""Metrics against a case computed by hand, top-K exclusions, the id index, baselines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from features import columns as c
+from models.baselines import popular_for_users
+from models.evaluation import RankingEvaluation, ground_truth
+from models.indexing import build_index
+from models.topk import top_k_from_factors
+
+pytestmark = pytest.mark.spark
+
+
+def recs_frame(spark, lists):
+    rows = [(u, item, rank + 1) for u, items in lists.items() for rank, item in enumerate(items)]
+    return spark.createDataFrame(rows, "user_key string, item_id string, rank int")
+
+
+def truth_frame(spark, truth):
+    rows = [(u, item) for u, items in truth.items() for item in items]
+    return spark.createDataFrame(rows, "user_key string, item_id string")
+
+
+def test_metrics_match_hand_computed_case(spark):
+    recs = recs_frame(spark, {"A": ["1", "2", "3"], "B": ["4", "5", "6"]})
+    truth = truth_frame(spark, {"A": ["1", "3"], "B": ["7"], "C": ["8"]})  # C: no recs
+    ev = RankingEvaluation(recs, truth, k=3)
+    assert ev.users == 3
+    # A: hits at ranks 1 and 3 of 2 relevant. B and C: nothing.
+    ndcg_a = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert ev.precision() == pytest.approx((2 / 3) / 3)
+    assert ev.recall() == pytest.approx(1 / 3)
+    assert ev.ndcg() == pytest.approx(ndcg_a / 3)
+    assert ev.map() == pytest.approx(((1 + 2 / 3) / 2) / 3)
+    assert set(ev.all()) == {"precision@3", "recall@3", "ndcg@3", "map@3"}
+
+
+def test_evaluator_validates_input(spark):
+    bad = spark.createDataFrame([("A", "1")], "user_key string, item_id string")
+    with pytest.raises(ValueError, match="rank"):
+        RankingEvaluation(bad, bad, k=3)
+    empty_truth = spark.createDataFrame([], "user_key string, item_id string")
+    with pytest.raises(ValueError, match="empty"):
+        RankingEvaluation(recs_frame(spark, {"A": ["1"]}), empty_truth, k=3)
+
+
+def test_ground_truth_keeps_new_items_of_known_users(spark):
+    test_events = spark.createDataFrame(
+        [
+            ("A", "x", "purchase"),
+            ("A", "y", "purchase"),
+            ("A", "z", "view"),
+            ("N", "x", "purchase"),
+        ],
+        "user_key string, item_id string, event_type string",
+    )
+    train_pairs = truth_frame(spark, {"A": ["x"]})
+    got = ground_truth(test_events, train_pairs, positive_types=["purchase"]).collect()
+    assert {(r[c.USER_KEY], r[c.ITEM_ID]) for r in got} == {("A", "y")}
+
+
+def test_top_k_excludes_and_ranks(spark):
+    users = spark.createDataFrame(
+        [(0, [1.0, 0.0]), (1, [0.0, 1.0])], "id int, features array<float>"
+    )
+    items = spark.createDataFrame(
+        [(10, [3.0, 0.0]), (11, [2.0, 1.0]), (12, [1.0, 2.0])], "id int, features array<float>"
+    )
+    exclude = spark.createDataFrame([(0, 10)], "user_idx int, item_idx int")
+    ranked = top_k_from_factors(users, items, 2, exclude).orderBy(c.USER_IDX, c.RANK).collect()
+    assert [(r[c.USER_IDX], r[c.ITEM_IDX], r[c.RANK]) for r in ranked] == [
+        (0, 11, 1),
+        (0, 12, 2),
+        (1, 12, 1),
+        (1, 11, 2),
+    ]
+    assert ranked[0][c.SCORE] == pytest.approx(2.0)
+
+
+def test_index_is_dense_and_deterministic(spark):
+    df = spark.createDataFrame([("b",), ("a",), ("c",), ("a",)], "user_key string")
+    first = {
+        r[c.USER_KEY]: r[c.USER_IDX] for r in build_index(df, c.USER_KEY, c.USER_IDX).collect()
+    }
+    again = {
+        r[c.USER_KEY]: r[c.USER_IDX]
+        for r in build_index(
+            df.orderBy("user_key", ascending=False), c.USER_KEY, c.USER_IDX
+        ).collect()
+    }
+    assert first == again == {"a": 0, "b": 1, "c": 2}
+
+
+def test_popularity_baseline_skips_seen_items(spark):
+    popularity = spark.createDataFrame(
+        [("p1", 1), ("p2", 2), ("p3", 3), ("p4", 4)], "item_id string, rank int"
+    )
+    users = spark.createDataFrame([("A",), ("B",)], "user_key string")
+    seen = truth_frame(spark, {"A": ["p1", "p3"]})
+    got = popular_for_users(users, popularity, seen, k=2).orderBy(c.USER_KEY, c.RANK).collect()
+    assert [(r[c.USER_KEY], r[c.ITEM_ID]) for r in got] == [
+        ("A", "p2"),
+        ("A", "p4"),
+        ("B", "p1"),
+        ("B", "p2"),
+    ]

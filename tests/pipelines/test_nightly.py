@@ -1,0 +1,117 @@
+"""The whole nightly pipeline on a slice of the bundled sample, then the running API."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import zlib
+from datetime import date
+
+import httpx
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.tables import BRONZE_EVENTS, GOLD_USER_ITEM_STRENGTH, QUARANTINE_EVENTS, SILVER_EVENTS
+from pipelines import nightly
+from recolake.privacy import pseudonymise
+from recolake.redis_layout import RedisLayout
+from recolake.settings import PROJECT_ROOT
+from tests.conftest import TEST_KEY, make_settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.redis, pytest.mark.slow]
+
+DS = date(2011, 12, 9)
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "online_retail_sample.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def small_sample(tmp_path_factory):
+    """About a quarter of the sample's customers (whole histories), plus two broken lines."""
+    path = tmp_path_factory.mktemp("data") / "retail.csv.gz"
+    with gzip.open(SAMPLE, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        for row in reader:
+            key = row["CustomerID"] or row["InvoiceNo"]
+            if zlib.crc32(key.encode()) % 4 == 0:
+                writer.writerow(row)
+        broken = dict(row, InvoiceDate="not a date", CustomerID="99999")
+        writer.writerow(broken)
+    return path
+
+
+def customer_with_purchases(path) -> str:
+    with gzip.open(path, "rt", newline="") as f:
+        counts: dict[str, int] = {}
+        for row in csv.DictReader(f):
+            if row["CustomerID"] and not row["InvoiceNo"].startswith("C"):
+                counts[row["CustomerID"]] = counts.get(row["CustomerID"], 0) + 1
+    return max(counts, key=counts.get)
+
+
+def test_nightly_end_to_end_and_rerun(
+    spark, small_sample, redis_server, redis_client, tmp_path, api_server_factory
+):
+    settings = make_settings(tmp_path, redis_url=redis_server.url, als_max_iter=5, als_rank=16)
+    argv = ["--ds", DS.isoformat(), "--events", str(small_sample), "--format", "online_retail"]
+    first = nightly.main(argv, spark=spark, settings=settings)
+
+    counts = first.silver
+    assert counts.input == first.ingest.events > 5000
+    assert counts.input == counts.silver + counts.quarantined + counts.duplicates
+    assert counts.quarantine_reasons["missing_user_id"] > 0
+    assert counts.quarantine_reasons["unparseable_timestamp"] == 1
+    assert counts.quarantine_reasons["cancellation"] > 0
+    assert set(first.train.metrics) == {"als", "popularity"}
+    assert 0 < first.train.metrics["als"]["ndcg@10"] <= 1
+
+    # MLflow: metrics, lineage and the champion alias are recorded.
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(first.train.run_id)
+    assert run.data.metrics["als.ndcg_at_10"] == pytest.approx(
+        first.train.metrics["als"]["ndcg@10"]
+    )
+    assert int(run.data.tags["delta_version.silver.events"]) >= 0
+    champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
+    assert champion.run_id == first.train.run_id
+
+    # The running API serves ALS lists for a real customer, without purchased items.
+    api = api_server_factory(settings)
+    customer = customer_with_purchases(small_sample)
+    body = httpx.get(f"{api.url}/v1/recommendations/{customer}", params={"k": 10}).json()
+    assert len(body["items"]) == 10
+    assert body["items"][0]["source"] == "als"
+    assert body["model_version"] == first.publish.model_version
+    user_key = pseudonymise(customer, TEST_KEY.encode())
+    purchased = {
+        r.item_id
+        for r in GOLD_USER_ITEM_STRENGTH.read(spark, settings)
+        .where(f"user_key = '{user_key}' AND purchased")
+        .collect()
+    }
+    assert purchased and not purchased & {
+        i["item_id"] for i in body["items"] if i["source"] == "als"
+    }
+    unknown = httpx.get(f"{api.url}/v1/recommendations/nobody-knows-me?k=3").json()
+    assert [i["source"] for i in unknown["items"]] == ["popular"] * 3
+
+    # Re-running the same date duplicates nothing and switches to a new publication.
+    sizes = {
+        t.qualified_name: t.read(spark, settings).count()
+        for t in (BRONZE_EVENTS, SILVER_EVENTS, QUARANTINE_EVENTS, GOLD_USER_ITEM_STRENGTH)
+    }
+    second = nightly.main(argv, spark=spark, settings=settings)
+    assert sizes == {
+        t.qualified_name: t.read(spark, settings).count()
+        for t in (BRONZE_EVENTS, SILVER_EVENTS, QUARANTINE_EVENTS, GOLD_USER_ITEM_STRENGTH)
+    }
+    assert second.silver.silver_inserted == 0
+    assert second.publish.replaced == first.publish.version
+    layout = RedisLayout(settings.redis_namespace)
+    assert redis_client.get(layout.live) == second.publish.version
+    assert (
+        0 < redis_client.ttl(layout.meta(first.publish.version)) <= settings.publish_grace_seconds
+    )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
