@@ -27,8 +27,13 @@ LAST_EVENT_TIME = "last_event_time"
 PURCHASED = "purchased"
 RANK = "rank"
 SCORE = "score"
+KIND = "kind"
+NEIGHBOUR_ID = "neighbour_id"
 USER_IDX = "user_idx"
 ITEM_IDX = "item_idx"
+
+#: Kinds of item-item neighbour lists (gold neighbour tables and the Redis layout).
+NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
 
 #: Raw event fields of the generic format, in file order (all strings in bronze).
 RAW_EVENT_FIELDS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION_ID, QUANTITY, PRICE)

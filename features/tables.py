@@ -307,6 +307,37 @@ ITEM_INDEX = LakeTable(
     description="ALS integer id of each item, per training date.",
 )
 
+_NEIGHBOUR_SCHEMA = _schema(
+    (c.DS, _D, False),
+    (c.KIND, _S, False),
+    (c.ITEM_ID, _S, False),
+    (c.NEIGHBOUR_ID, _S, False),
+    (c.SCORE, _DBL, False),
+    (c.RANK, _I, False),
+)
+
+GOLD_ITEM_CF_NEIGHBOURS = LakeTable(
+    name="item_cf_neighbours",
+    layer="gold",
+    keys=(c.DS, c.KIND, c.ITEM_ID, c.NEIGHBOUR_ID),
+    schema=_NEIGHBOUR_SCHEMA,
+    partition_by=(c.DS, c.KIND),
+    owner_job="pipelines.item_cf",
+    description="Top-N item-item neighbours from co-occurrence: kind 'co_view' (user "
+    "histories) and 'bought_together' (baskets/sessions), normalised scores.",
+)
+
+GOLD_ITEM_CONTENT_NEIGHBOURS = LakeTable(
+    name="item_content_neighbours",
+    layer="gold",
+    keys=(c.DS, c.KIND, c.ITEM_ID, c.NEIGHBOUR_ID),
+    schema=_NEIGHBOUR_SCHEMA,
+    partition_by=(c.DS, c.KIND),
+    owner_job="pipelines.content",
+    description="Top-N content-similar items (TF-IDF over title, category, brand); kind 'content'.",
+)
+
+
 ALL_TABLES = (
     BRONZE_EVENTS,
     BRONZE_ITEMS,
@@ -318,4 +349,6 @@ ALL_TABLES = (
     GOLD_ITEM_CATALOG,
     USER_INDEX,
     ITEM_INDEX,
+    GOLD_ITEM_CF_NEIGHBOURS,
+    GOLD_ITEM_CONTENT_NEIGHBOURS,
 )

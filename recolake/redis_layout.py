@@ -11,6 +11,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+#: Kinds of published item-item neighbour lists (mirrors features.columns.NEIGHBOUR_KINDS;
+#: kept here so the API does not import the Spark side).
+NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
+
 
 @dataclass(frozen=True)
 class RedisLayout:
@@ -33,11 +37,23 @@ class RedisLayout:
         """String: JSON list of [item_id, score], most popular first."""
         return f"{self.namespace}:pub:{version}:popular"
 
+    def neighbours(self, version: str, kind: str, bucket: int) -> str:
+        """Hash: item_id -> JSON list of [neighbour_id, score]; kind in NEIGHBOUR_KINDS."""
+        return f"{self.namespace}:pub:{version}:nbr:{kind}:{bucket}"
+
+    def items(self, version: str, bucket: int) -> str:
+        """Hash: item_id -> JSON {"title", "category", "available"} (catalog for reasons and
+        filters)."""
+        return f"{self.namespace}:pub:{version}:items:{bucket}"
+
     def version_keys(self, version: str, buckets: int) -> list[str]:
+        """Every key a publication may own (used to make it permanent, then expire it)."""
         return [
             self.meta(version),
             self.popular(version),
             *(self.recs(version, b) for b in range(buckets)),
+            *(self.items(version, b) for b in range(buckets)),
+            *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
         ]
 
     @staticmethod

@@ -49,7 +49,7 @@ def build_session(settings: Settings, app_name: str = "recolake") -> SparkSessio
             # SparkContext reads the variable when it starts.
             os.environ["PYSPARK_PYTHON"] = sys.executable
         if settings.spark_master.startswith("local"):
-            # Everything stays on loopback; only effective when this process starts the JVM (not under spark-submit).
+            # Loopback only. Memory only applies when this process starts the JVM.
             builder = (
                 builder.config("spark.driver.memory", settings.spark_driver_memory)
                 .config("spark.driver.host", "127.0.0.1")
