@@ -17,6 +17,12 @@ def pseudonymise(user_id: str, key: bytes) -> str:
     return hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def session_subject(session_id: str, key: bytes) -> str:
+    """The key of an anonymous visitor's session: pseudonymised like a user id, but in its
+    own namespace so a session id can never collide with a user id."""
+    return pseudonymise(f"session:{session_id}", key)
+
+
 def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     """The inner and outer padded keys of HMAC-SHA256, so Spark can compute it with sha2()."""
     if len(key) > BLOCK_SIZE:

@@ -56,6 +56,29 @@ class RedisLayout:
             *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
         ]
 
+    # --- real-time features (written by pipelines/streaming.py, not versioned) -------------
+    # A "subject" is a pseudonymised user key, or a pseudonymised session key for anonymous
+    # visitors (recolake.privacy.session_subject). Values are whole JSON documents written
+    # with SET, so replaying a micro-batch writes the same values again (idempotent).
+
+    def recent(self, subject: str) -> str:
+        """String: JSON list of {"item_id", "event_type", "ts"}, newest first (last N)."""
+        return f"{self.namespace}:rt:recent:{subject}"
+
+    def affinity(self, subject: str) -> str:
+        """String: JSON {"items": {item: score}, "categories": {category: score},
+        "session_categories": {category: count}, "as_of": epoch seconds}."""
+        return f"{self.namespace}:rt:affinity:{subject}"
+
+    @property
+    def trending(self) -> str:
+        """String: JSON list of [item_id, score] over the sliding window, hottest first."""
+        return f"{self.namespace}:rt:trending"
+
+    def stream_batch(self, batch_id: int) -> str:
+        """Marker of a micro-batch whose Redis writes completed."""
+        return f"{self.namespace}:rt:batch:{batch_id}"
+
     @staticmethod
     def bucket_of(user_key: str, buckets: int) -> int:
         return zlib.crc32(user_key.encode("utf-8")) % buckets
