@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from online.routers import health, recommendations
+from online.routers import health, items, recommendations
 from online.store import RecommendationStore, connect
 from recolake import __version__
 from recolake.redis_layout import RedisLayout
@@ -22,7 +22,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(settings.redis_url)
         app.state.settings = settings
-        app.state.store = RecommendationStore(client, RedisLayout(settings.redis_namespace))
+        app.state.store = RecommendationStore(
+            client, RedisLayout(settings.redis_namespace), cache_items=settings.online_cache_items
+        )
         try:
             yield
         finally:
@@ -36,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(recommendations.router)
+    app.include_router(items.router)
     return app

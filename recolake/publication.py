@@ -68,6 +68,64 @@ def write_user_lists(
     return written
 
 
+def encode_item_info(title: str | None, category: str | None, available: bool) -> str:
+    return json.dumps(
+        {"title": title, "category": category, "available": bool(available)},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def write_catalog(
+    rows: Iterable[tuple[str, str | None, str | None, bool]],
+    *,
+    url: str,
+    layout: RedisLayout,
+    version: str,
+    buckets: int,
+) -> int:
+    """HSET each item's (title, category, available) into items(version, bucket)."""
+    entries = (
+        (layout.items(version, layout.bucket_of(item, buckets)), item, encode_item_info(t, c, a))
+        for item, t, c, a in rows
+    )
+    return _write_hash_entries(entries, url)
+
+
+def write_neighbours(
+    rows: Iterable[tuple[str, str, Sequence[tuple[str, float]]]],
+    *,
+    url: str,
+    layout: RedisLayout,
+    version: str,
+    buckets: int,
+) -> int:
+    """HSET each (kind, item, ranked neighbours) into neighbours(version, kind, bucket)."""
+    entries = (
+        (layout.neighbours(version, kind, layout.bucket_of(item, buckets)), item, encode_items(n))
+        for kind, item, n in rows
+    )
+    return _write_hash_entries(entries, url)
+
+
+def _write_hash_entries(entries: Iterable[tuple[str, str, str]], url: str) -> int:
+    """Pipelined HSETs in chunks; every touched key gets the staging TTL (see go_live)."""
+    client = connect(url)
+    written = 0
+    for chunk in _chunks(entries, WRITE_CHUNK):
+        pipe = client.pipeline(transaction=False)
+        touched: set[str] = set()
+        for key, field, value in chunk:
+            pipe.hset(key, field, value)
+            touched.add(key)
+        for key in touched:
+            pipe.expire(key, STAGING_TTL_SECONDS)
+        pipe.execute()
+        written += len(chunk)
+    client.close()
+    return written
+
+
 def _chunks(rows: Iterable, size: int) -> Iterator[list]:
     chunk = []
     for row in rows:

@@ -73,6 +73,32 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # --- request-time blend (online/blend.py) ---------------------------------------------
+    blend_weight_als: float = Field(default=1.0, ge=0, description="Weight of the ALS list.")
+    blend_weight_neighbours: float = Field(
+        default=0.8, ge=0, description="Weight of CF neighbours (co_view, bought_together)."
+    )
+    blend_weight_content: float = Field(
+        default=0.5, ge=0, description="Weight of content neighbours of recent items."
+    )
+    blend_weight_trending: float = Field(default=0.4, ge=0)
+    blend_weight_popular: float = Field(default=0.2, ge=0)
+    blend_weight_affinity: float = Field(
+        default=0.3, ge=0, description="Lift of items in the visitor's current categories."
+    )
+    blend_recent_anchors: int = Field(
+        default=5, ge=0, le=50, description="Recent items whose neighbours are candidates."
+    )
+    blend_candidates_per_source: int = Field(
+        default=50, ge=1, le=500, description="Items taken from each list (ALS, popular, ...)."
+    )
+    max_per_category: int | None = Field(
+        default=3, ge=1, description="Diversity: at most this many items per category in top k."
+    )
+    online_cache_items: int = Field(
+        default=200_000, ge=0, description="Per-process cache of published catalog/neighbours."
+    )
+
     # --- privacy -------------------------------------------------------------------------
     pseudonymisation_key: SecretStr | None = Field(
         default=None,

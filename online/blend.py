@@ -1,0 +1,323 @@
+"""Request-time blend: pure functions from what Redis returned to the ranked, filtered list.
+
+No I/O here (the store fetches, this ranks), so every rule is unit-tested without Redis.
+
+Each source contributes ``weight * rank_score`` for each item it proposes, where
+``rank_score`` falls linearly from 1 (first) towards 0 (last of that list): raw scores are
+not comparable across sources (ALS dot products, co-occurrence counts, cosine similarities),
+ranks are. Neighbours of older recent items count less (``anchor_decay`` per position). An
+item proposed by several sources sums their contributions and is labelled with the source
+that contributed most. A recency-decayed category affinity (from streaming) lifts items of
+the categories the visitor is browsing now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: Sources, in the order a tie is resolved.
+SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular")
+#: How a reason names the visitor's action on an anchor item ({} is its title).
+ANCHOR_PHRASE = {
+    "view": "because you viewed {}",
+    "add_to_cart": "because you added {} to your cart",
+    "purchase": "because you bought {}",
+}
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """Published catalog entry of one item (items(version, bucket) hash)."""
+
+    title: str | None = None
+    category: str | None = None
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    item_id: str
+    event_type: str
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    als: float = 1.0
+    neighbours: float = 0.8
+    content: float = 0.5
+    trending: float = 0.4
+    popular: float = 0.2
+    affinity: float = 0.3
+    anchor_decay: float = 0.8
+
+
+@dataclass(frozen=True)
+class Filters:
+    exclude: frozenset[str] = frozenset()
+    category: str | None = None
+    max_per_category: int | None = None
+
+
+@dataclass
+class Candidate:
+    item_id: str
+    score: float = 0.0
+    source: str = "popular"
+    reason: str = ""
+    best: float = -1.0
+    anchor: str | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    source: str
+    reason: str
+
+
+@dataclass
+class Inputs:
+    """Everything one request's blend needs, as decoded from Redis."""
+
+    als: Sequence[tuple[str, float]] | None = None
+    recent: Sequence[RecentEvent] = ()
+    #: (kind, anchor item) -> neighbour list, kinds of recolake.redis_layout.NEIGHBOUR_KINDS
+    neighbours: Mapping[tuple[str, str], Sequence[tuple[str, float]]] = field(default_factory=dict)
+    trending: Sequence[tuple[str, float]] = ()
+    popular: Sequence[tuple[str, float]] = ()
+    category_affinity: Mapping[str, float] = field(default_factory=dict)
+    catalog: Mapping[str, ItemInfo] = field(default_factory=dict)
+
+
+# --- decoding (Redis payloads -> values) ---------------------------------------------------
+
+
+def decode_item_info(payload: str | None) -> ItemInfo | None:
+    if not payload:
+        return None
+    doc = json.loads(payload)
+    return ItemInfo(doc.get("title"), doc.get("category"), bool(doc.get("available", True)))
+
+
+def decode_recent(payload: str | None) -> list[RecentEvent]:
+    """The streaming job's recent list (newest first); malformed entries are an error, not
+    silently skipped, so a contract break between writer and reader shows up."""
+    if not payload:
+        return []
+    events = []
+    for entry in json.loads(payload):
+        if not isinstance(entry, dict) or not entry.get("item_id"):
+            raise ValueError(f"malformed recent entry: {entry!r}")
+        ts = entry.get("ts")
+        events.append(
+            RecentEvent(
+                str(entry["item_id"]),
+                str(entry.get("event_type") or "view"),
+                float(ts) if isinstance(ts, int | float) else None,
+            )
+        )
+    return events
+
+
+def decode_category_affinity(payload: str | None) -> dict[str, float]:
+    if not payload:
+        return {}
+    doc = json.loads(payload)
+    return {str(k): float(v) for k, v in (doc.get("categories") or {}).items()}
+
+
+def merge_recent(*lists: Sequence[RecentEvent]) -> list[RecentEvent]:
+    """User and session recent lists as one, newest first (events without ts keep order)."""
+    merged = [e for events in lists for e in events]
+    if len(lists) > 1:
+        merged.sort(key=lambda e: -(e.ts or 0.0))
+    return merged
+
+
+def anchors(recent: Sequence[RecentEvent], limit: int) -> list[RecentEvent]:
+    """The distinct recent items (newest event of each), newest first: what neighbours are
+    looked up for."""
+    seen: set[str] = set()
+    out = []
+    for event in recent:
+        if event.item_id not in seen:
+            seen.add(event.item_id)
+            out.append(event)
+            if len(out) == limit:
+                break
+    return out
+
+
+# --- blending --------------------------------------------------------------------------------
+
+
+def _title(item_id: str, catalog: Mapping[str, ItemInfo]) -> str:
+    info = catalog.get(item_id)
+    return (info.title if info and info.title else None) or item_id
+
+
+def reason_for(
+    source: str, item_id: str, anchor: RecentEvent | None, catalog: Mapping[str, ItemInfo]
+) -> str:
+    if source == "als":
+        return "recommended for you"
+    if source == "trending":
+        return "trending now"
+    if source == "popular":
+        info = catalog.get(item_id)
+        return f"popular in {info.category}" if info and info.category else "popular right now"
+    assert anchor is not None
+    title = _title(anchor.item_id, catalog)
+    if source == "bought_together":
+        return f"bought together with {title}"
+    return ANCHOR_PHRASE.get(anchor.event_type, ANCHOR_PHRASE["view"]).format(title)
+
+
+def _add(
+    pool: dict[str, Candidate],
+    items: Iterable[tuple[str, float]],
+    source: str,
+    weight: float,
+    anchor: RecentEvent | None = None,
+) -> None:
+    items = list(items)
+    n = len(items)
+    if weight <= 0 or n == 0:
+        return
+    for rank, (item_id, _score) in enumerate(items):
+        contribution = weight * (1.0 - rank / n)
+        cand = pool.get(item_id)
+        if cand is None:
+            cand = pool[item_id] = Candidate(item_id)
+        cand.score += contribution
+        if contribution > cand.best:
+            cand.best = contribution
+            cand.source = source
+            cand.anchor = anchor.item_id if anchor else None
+
+
+def blend(
+    inputs: Inputs,
+    *,
+    weights: Weights,
+    filters: Filters,
+    k: int,
+    n_anchors: int = 5,
+) -> list[Recommendation]:
+    """Candidates from every source, scored, filtered, diversified, top ``k``."""
+    catalog = inputs.catalog
+    pool: dict[str, Candidate] = {}
+    _add(pool, inputs.als or (), "als", weights.als)
+    used = anchors(inputs.recent, n_anchors)
+    by_item = {a.item_id: a for a in used}
+    for position, anchor in enumerate(used):
+        decay = weights.anchor_decay**position
+        for kind, weight in (
+            ("bought_together", weights.neighbours),
+            ("co_view", weights.neighbours),
+            ("content", weights.content),
+        ):
+            nbrs = inputs.neighbours.get((kind, anchor.item_id), ())
+            _add(pool, nbrs, kind, weight * decay, anchor)
+    _add(pool, inputs.trending, "trending", weights.trending)
+    _add(pool, inputs.popular, "popular", weights.popular)
+
+    if weights.affinity > 0 and inputs.category_affinity:
+        top = max(inputs.category_affinity.values())
+        if top > 0:
+            for cand in pool.values():
+                info = catalog.get(cand.item_id)
+                if info and info.category in inputs.category_affinity:
+                    cand.score *= 1.0 + weights.affinity * (
+                        inputs.category_affinity[info.category] / top
+                    )
+
+    purchased = {e.item_id for e in inputs.recent if e.event_type == "purchase"}
+    kept = [
+        c for c in pool.values() if c.item_id not in purchased and keep(c.item_id, catalog, filters)
+    ]
+    order = {s: i for i, s in enumerate(SOURCES)}
+    kept.sort(key=lambda c: (-c.score, order.get(c.source, 99), c.item_id))
+    top = diversify(kept, catalog, filters, k)
+    return [
+        Recommendation(
+            c.item_id,
+            round(c.score, 6),
+            c.source,
+            reason_for(c.source, c.item_id, by_item.get(c.anchor or ""), catalog),
+        )
+        for c in top
+    ]
+
+
+def keep(
+    item_id: str,
+    catalog: Mapping[str, ItemInfo],
+    filters: Filters,
+) -> bool:
+    """Filters that drop an item whatever its rank: excluded, unavailable, other category."""
+    if item_id in filters.exclude:
+        return False
+    info = catalog.get(item_id)
+    if info is not None and not info.available:
+        return False
+    if filters.category is not None:
+        return info is not None and info.category == filters.category
+    return True
+
+
+def diversify(
+    ranked: Sequence[Candidate], catalog: Mapping[str, ItemInfo], filters: Filters, k: int
+) -> list[Candidate]:
+    """Top ``k`` with at most ``max_per_category`` items of any one (known) category; items
+    of unknown category are not capped. Off when the request asks for one category."""
+    cap = filters.max_per_category
+    if cap is None or filters.category is not None:
+        return list(ranked[:k])
+    counts: dict[str, int] = {}
+    out = []
+    for cand in ranked:
+        info = catalog.get(cand.item_id)
+        category = info.category if info else None
+        if category is not None:
+            if counts.get(category, 0) >= cap:
+                continue
+            counts[category] = counts.get(category, 0) + 1
+        out.append(cand)
+        if len(out) == k:
+            break
+    return out
+
+
+def similar(
+    item_id: str,
+    lists: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    weights: Mapping[str, float],
+    catalog: Mapping[str, ItemInfo],
+    filters: Filters,
+    k: int,
+) -> list[Recommendation]:
+    """Neighbours of one item from several kinds merged (same rank scoring as ``blend``);
+    the item itself and filtered items are dropped."""
+    pool: dict[str, Candidate] = {}
+    anchor = RecentEvent(item_id, "view")
+    for kind, items in lists.items():
+        _add(pool, items, kind, weights.get(kind, 1.0), anchor)
+    kept = [c for c in pool.values() if c.item_id != item_id and keep(c.item_id, catalog, filters)]
+    order = {s: i for i, s in enumerate(SOURCES)}
+    kept.sort(key=lambda c: (-c.score, order.get(c.source, 99), c.item_id))
+    title = _title(item_id, catalog)
+    reasons = {
+        "bought_together": f"bought together with {title}",
+        "co_view": f"viewed together with {title}",
+        "content": f"similar to {title}",
+    }
+    return [
+        Recommendation(c.item_id, round(c.score, 6), c.source, reasons.get(c.source, ""))
+        for c in diversify(kept, catalog, filters, k)
+    ]
