@@ -14,10 +14,10 @@ the categories the visitor is browsing now.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-#: Sources, in the order a tie is resolved.
+#: Every source a recommended item can come from (the `source` field).
 SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular")
 #: How a reason names the visitor's action on an anchor item ({} is its title).
 ANCHOR_PHRASE = {
@@ -59,16 +59,6 @@ class Filters:
     exclude: frozenset[str] = frozenset()
     category: str | None = None
     max_per_category: int | None = None
-
-
-@dataclass
-class Candidate:
-    item_id: str
-    score: float = 0.0
-    source: str = "popular"
-    reason: str = ""
-    best: float = -1.0
-    anchor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,27 +167,38 @@ def reason_for(
     return ANCHOR_PHRASE.get(anchor.event_type, ANCHOR_PHRASE["view"]).format(title)
 
 
+#: A candidate while blending: [score, best contribution, source, anchor item or None]
+#: (a list, not an object: this loop runs a few hundred times per request).
+_SCORE, _BEST, _SOURCE, _ANCHOR = range(4)
+
+
 def _add(
-    pool: dict[str, Candidate],
-    items: Iterable[tuple[str, float]],
+    pool: dict[str, list],
+    items: Sequence[tuple[str, float]],
     source: str,
     weight: float,
-    anchor: RecentEvent | None = None,
+    anchor: str | None = None,
 ) -> None:
-    items = list(items)
     n = len(items)
     if weight <= 0 or n == 0:
         return
-    for rank, (item_id, _score) in enumerate(items):
-        contribution = weight * (1.0 - rank / n)
-        cand = pool.get(item_id)
+    step = weight / n
+    get = pool.get
+    for rank, entry in enumerate(items):
+        contribution = weight - rank * step
+        cand = get(entry[0])
         if cand is None:
-            cand = pool[item_id] = Candidate(item_id)
-        cand.score += contribution
-        if contribution > cand.best:
-            cand.best = contribution
-            cand.source = source
-            cand.anchor = anchor.item_id if anchor else None
+            pool[entry[0]] = [contribution, contribution, source, anchor]
+        else:
+            cand[_SCORE] += contribution
+            if contribution > cand[_BEST]:
+                cand[_BEST], cand[_SOURCE], cand[_ANCHOR] = contribution, source, anchor
+
+
+def _ranked(pool: dict[str, list]) -> list[tuple[str, list]]:
+    """Best first; ties keep insertion order (ALS, neighbours, trending, popular), which
+    makes the ranking deterministic."""
+    return sorted(pool.items(), key=lambda kv: -kv[1][_SCORE])
 
 
 def blend(
@@ -210,47 +211,44 @@ def blend(
 ) -> list[Recommendation]:
     """Candidates from every source, scored, filtered, diversified, top ``k``."""
     catalog = inputs.catalog
-    pool: dict[str, Candidate] = {}
+    pool: dict[str, list] = {}
     _add(pool, inputs.als or (), "als", weights.als)
     used = anchors(inputs.recent, n_anchors)
     by_item = {a.item_id: a for a in used}
+    kinds = (
+        ("bought_together", weights.neighbours),
+        ("co_view", weights.neighbours),
+        ("content", weights.content),
+    )
     for position, anchor in enumerate(used):
         decay = weights.anchor_decay**position
-        for kind, weight in (
-            ("bought_together", weights.neighbours),
-            ("co_view", weights.neighbours),
-            ("content", weights.content),
-        ):
+        for kind, weight in kinds:
             nbrs = inputs.neighbours.get((kind, anchor.item_id), ())
-            _add(pool, nbrs, kind, weight * decay, anchor)
+            _add(pool, nbrs, kind, weight * decay, anchor.item_id)
     _add(pool, inputs.trending, "trending", weights.trending)
     _add(pool, inputs.popular, "popular", weights.popular)
 
-    if weights.affinity > 0 and inputs.category_affinity:
-        top = max(inputs.category_affinity.values())
+    affinity = inputs.category_affinity
+    if weights.affinity > 0 and affinity:
+        top = max(affinity.values())
         if top > 0:
-            for cand in pool.values():
-                info = catalog.get(cand.item_id)
-                if info and info.category in inputs.category_affinity:
-                    cand.score *= 1.0 + weights.affinity * (
-                        inputs.category_affinity[info.category] / top
-                    )
+            lift = {cat: 1.0 + weights.affinity * v / top for cat, v in affinity.items()}
+            for item_id, cand in pool.items():
+                info = catalog.get(item_id)
+                if info is not None and info.category in lift:
+                    cand[_SCORE] *= lift[info.category]
 
     purchased = {e.item_id for e in inputs.recent if e.event_type == "purchase"}
-    kept = [
-        c for c in pool.values() if c.item_id not in purchased and keep(c.item_id, catalog, filters)
-    ]
-    order = {s: i for i, s in enumerate(SOURCES)}
-    kept.sort(key=lambda c: (-c.score, order.get(c.source, 99), c.item_id))
-    top = diversify(kept, catalog, filters, k)
+    exclude = filters.exclude | purchased if purchased else filters.exclude
+    kept = _select(_ranked(pool), catalog, replace(filters, exclude=exclude), k)
     return [
         Recommendation(
-            c.item_id,
-            round(c.score, 6),
-            c.source,
-            reason_for(c.source, c.item_id, by_item.get(c.anchor or ""), catalog),
+            item_id,
+            round(cand[_SCORE], 6),
+            cand[_SOURCE],
+            reason_for(cand[_SOURCE], item_id, by_item.get(cand[_ANCHOR] or ""), catalog),
         )
-        for c in top
+        for item_id, cand in kept
     ]
 
 
@@ -270,24 +268,31 @@ def keep(
     return True
 
 
-def diversify(
-    ranked: Sequence[Candidate], catalog: Mapping[str, ItemInfo], filters: Filters, k: int
-) -> list[Candidate]:
-    """Top ``k`` with at most ``max_per_category`` items of any one (known) category; items
-    of unknown category are not capped. Off when the request asks for one category."""
-    cap = filters.max_per_category
-    if cap is None or filters.category is not None:
-        return list(ranked[:k])
+def _select(
+    ranked: Sequence[tuple[str, list]],
+    catalog: Mapping[str, ItemInfo],
+    filters: Filters,
+    k: int,
+) -> list[tuple[str, list]]:
+    """Walk the ranking best first: drop what ``keep`` rejects, then allow at most
+    ``max_per_category`` items of any one (known) category (diversity after filtering;
+    items of unknown category are not capped; off when one category is requested)."""
+    cap = None if filters.category is not None else filters.max_per_category
     counts: dict[str, int] = {}
     out = []
-    for cand in ranked:
-        info = catalog.get(cand.item_id)
-        category = info.category if info else None
-        if category is not None:
-            if counts.get(category, 0) >= cap:
-                continue
-            counts[category] = counts.get(category, 0) + 1
-        out.append(cand)
+    for entry in ranked:
+        item_id = entry[0]
+        if not keep(item_id, catalog, filters):
+            continue
+        if cap is not None:
+            info = catalog.get(item_id)
+            category = info.category if info is not None else None
+            if category is not None:
+                seen = counts.get(category, 0)
+                if seen >= cap:
+                    continue
+                counts[category] = seen + 1
+        out.append(entry)
         if len(out) == k:
             break
     return out
@@ -304,13 +309,10 @@ def similar(
 ) -> list[Recommendation]:
     """Neighbours of one item from several kinds merged (same rank scoring as ``blend``);
     the item itself and filtered items are dropped."""
-    pool: dict[str, Candidate] = {}
-    anchor = RecentEvent(item_id, "view")
+    pool: dict[str, list] = {}
     for kind, items in lists.items():
-        _add(pool, items, kind, weights.get(kind, 1.0), anchor)
-    kept = [c for c in pool.values() if c.item_id != item_id and keep(c.item_id, catalog, filters)]
-    order = {s: i for i, s in enumerate(SOURCES)}
-    kept.sort(key=lambda c: (-c.score, order.get(c.source, 99), c.item_id))
+        _add(pool, items, kind, weights.get(kind, 1.0), item_id)
+    pool.pop(item_id, None)
     title = _title(item_id, catalog)
     reasons = {
         "bought_together": f"bought together with {title}",
@@ -318,6 +320,6 @@ def similar(
         "content": f"similar to {title}",
     }
     return [
-        Recommendation(c.item_id, round(c.score, 6), c.source, reasons.get(c.source, ""))
-        for c in diversify(kept, catalog, filters, k)
+        Recommendation(i, round(cand[_SCORE], 6), cand[_SOURCE], reasons.get(cand[_SOURCE], ""))
+        for i, cand in _select(_ranked(pool), catalog, filters, k)
     ]
