@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -12,7 +13,10 @@ from online.blend import ItemInfo, RecentEvent, decode_item_info, decode_recent,
 from recolake.publication import decode_items
 from recolake.redis_layout import RedisLayout
 
-Items = list[tuple[str, float]]
+#: Ranked [item_id, score] pairs, as published (JSON arrays, kept as decoded lists).
+Items = list
+
+_loads = json.loads
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -50,17 +54,19 @@ class Snapshot:
 
 class _VersionCache:
     """Published catalog entries and neighbour lists never change within a version, so
-    each process keeps what it read (bounded; emptied when the version changes)."""
+    each process keeps what it read (bounded; emptied when the version changes). ``items``
+    maps an item to its entry, or None when the publication has none."""
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
         self.version: str | None = None
-        self.data: dict[tuple[str, str], object] = {}
+        self.items: dict[str, ItemInfo | None] = {}
+        self.neighbours: dict[tuple[str, str], Items] = {}
 
-    def for_version(self, version: str) -> dict[tuple[str, str], object]:
-        if version != self.version or len(self.data) > self.max_items:
-            self.version, self.data = version, {}
-        return self.data
+    def for_version(self, version: str) -> _VersionCache:
+        if version != self.version or len(self.items) + len(self.neighbours) > self.max_items:
+            self.version, self.items, self.neighbours = version, {}, {}
+        return self
 
 
 class RecommendationStore:
@@ -80,6 +86,7 @@ class RecommendationStore:
         self._cached: tuple[float, Publication] | None = None
         self._cache = _VersionCache(cache_items)
         self._popular: tuple[str, Items] | None = None
+        self._trending: tuple[str | None, Items] = (None, [])
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -99,19 +106,6 @@ class RecommendationStore:
         )
         self._cached = (now, publication)
         return publication
-
-    async def user_and_popular(
-        self, user_key: str
-    ) -> tuple[Publication, list[tuple[str, float]] | None, list[tuple[str, float]]]:
-        """The user's list (None if unknown) and the popular list, in one round trip."""
-        pub = await self.publication()
-        bucket = self.layout.bucket_of(user_key, pub.buckets)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(self.layout.recs(pub.version, bucket), user_key)
-            pipe.get(self.layout.popular(pub.version))
-            user_payload, popular_payload = await pipe.execute()
-        user = decode_items(user_payload) if user_payload is not None else None
-        return pub, user, decode_items(popular_payload)
 
     async def snapshot(self, subjects: Sequence[str], als_subject: str | None) -> Snapshot:
         """Round trip 1: the ALS list (of ``als_subject``), recent + affinity of every subject,
@@ -136,12 +130,15 @@ class RecommendationStore:
         if need_popular:
             self._popular = (pub.version, decode_items(replies.pop()))
         als_payload = replies.pop(0) if als_subject is not None else None
-        trending = decode_items(replies.pop(0))
+        trending_payload = replies.pop(0)
+        if trending_payload != self._trending[0]:  # changes once per micro-batch at most
+            self._trending = (trending_payload, _loads(trending_payload or "[]"))
+        trending = self._trending[1]
         recents = [decode_recent(replies[2 * i]) for i in range(len(subjects))]
         affinities = [replies[2 * i + 1] for i in range(len(subjects))]
         return Snapshot(
             publication=pub,
-            als=decode_items(als_payload) if als_payload is not None else None,
+            als=_loads(als_payload) if als_payload is not None else None,
             popular=self._popular[1],  # type: ignore[index]
             trending=trending,
             recent=merge_recent(*recents),
@@ -153,29 +150,19 @@ class RecommendationStore:
         pub: Publication,
         items: Iterable[str],
         neighbour_keys: Iterable[tuple[str, str]],
-    ) -> tuple[dict[str, ItemInfo], dict[tuple[str, str], Items]]:
-        """Round trip 2 (skipped when everything is cached): catalog entries of ``items`` and
-        the neighbour lists ``(kind, item)``. Unknown items are simply absent."""
+    ) -> tuple[Mapping[str, ItemInfo | None], Mapping[tuple[str, str], Items]]:
+        """Round trip 2, only for what this process has not cached yet: catalog entries of
+        ``items`` and the neighbour lists ``(kind, item)``. Returns read-only views covering
+        at least those (an item the publication does not know maps to None)."""
         cache = self._cache.for_version(pub.version)
-        layout = self.layout
-        catalog: dict[str, ItemInfo] = {}
-        neighbours: dict[tuple[str, str], Items] = {}
-        missing_items: list[str] = []
-        missing_nbrs: list[tuple[str, str]] = []
-        for item in dict.fromkeys(items):
-            hit = cache.get(("i", item), _MISS)
-            if hit is _MISS:
-                missing_items.append(item)
-            elif hit is not None:
-                catalog[item] = hit  # type: ignore[assignment]
-        for kind, item in dict.fromkeys(neighbour_keys):
-            hit = cache.get((kind, item), _MISS)
-            if hit is _MISS:
-                missing_nbrs.append((kind, item))
-            else:
-                neighbours[(kind, item)] = hit  # type: ignore[assignment]
+        known, lists = cache.items, cache.neighbours
+        missing_items = [i for i in items if i not in known]
+        missing_nbrs = [key for key in neighbour_keys if key not in lists]
         if not missing_items and not missing_nbrs:
-            return catalog, neighbours
+            return known, lists
+        missing_items = list(dict.fromkeys(missing_items))
+        missing_nbrs = list(dict.fromkeys(missing_nbrs))
+        layout = self.layout
         async with self.client.pipeline(transaction=False) as pipe:
             for item in missing_items:
                 pipe.hget(layout.items(pub.version, layout.bucket_of(item, pub.buckets)), item)
@@ -184,13 +171,9 @@ class RecommendationStore:
                 pipe.hget(layout.neighbours(pub.version, kind, bucket), item)
             replies = await pipe.execute()
         for item, payload in zip(missing_items, replies, strict=False):
-            info = decode_item_info(payload)
-            cache[("i", item)] = info
-            if info is not None:
-                catalog[item] = info
+            known[item] = decode_item_info(payload)
         for key, payload in zip(missing_nbrs, replies[len(missing_items) :], strict=True):
-            cache[key] = neighbours[key] = decode_items(payload)
-        return catalog, neighbours
-
-
-_MISS = object()
+            # tuples of atomic values: the garbage collector stops scanning them (a big
+            # cache of lists would make every full collection a latency spike)
+            lists[key] = tuple(map(tuple, _loads(payload))) if payload else ()
+        return known, lists

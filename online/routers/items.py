@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from redis.exceptions import RedisError
 
 from online.blend import Filters, similar
-from online.deps import SettingsDep, StoreDep
 from online.routers.recommendations import (
     MAX_ID_LENGTH,
     Category,
@@ -43,16 +42,18 @@ async def neighbours_of(
     filters = Filters(parse_exclude(exclude), category, settings.max_per_category)
     try:
         pub = await store.publication()
-        _, lists = await store.details(pub, (), [(kind, item_id) for kind in kinds])
-        items = [item_id] + [i for lst in lists.values() for i, _ in lst]
+        keys = [(kind, item_id) for kind in kinds]
+        _, cached = await store.details(pub, (), keys)
+        lists = {kind: cached[(kind, item_id)] for kind in kinds}
+        items = [item_id] + [e[0] for lst in lists.values() for e in lst]
         catalog, _ = await store.details(pub, items, ())
     except (NothingPublishedError, RedisError, OSError) as exc:
         raise unavailable(exc) from exc
-    if not any(lists.values()) and item_id not in catalog:
+    if not any(lists.values()) and catalog.get(item_id) is None:
         raise HTTPException(404, detail=f"item {item_id!r} is not in the published catalog")
     ranked = similar(
         item_id,
-        {kind: lists.get((kind, item_id), []) for kind in kinds},
+        lists,
         weights=kinds,
         catalog=catalog,
         filters=filters,
@@ -73,13 +74,13 @@ async def neighbours_of(
 @router.get("/{item_id}/similar", response_model=SimilarItemsResponse)
 async def similar_items(
     item_id: ItemId,
-    store: StoreDep,
-    settings: SettingsDep,
+    request: Request,
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
 ) -> Response:
     """Content-similar and co-viewed items, merged (weights from settings)."""
+    store, settings = request.app.state.store, request.app.state.settings
     kinds = {"content": settings.blend_weight_content, "co_view": settings.blend_weight_neighbours}
     return await neighbours_of(store, settings, item_id, kinds, "similar", k, exclude, category)
 
@@ -87,13 +88,13 @@ async def similar_items(
 @router.get("/{item_id}/bought-together", response_model=SimilarItemsResponse)
 async def bought_together(
     item_id: ItemId,
-    store: StoreDep,
-    settings: SettingsDep,
+    request: Request,
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
 ) -> Response:
     """Items bought in the same baskets/sessions as this one."""
+    store, settings = request.app.state.store, request.app.state.settings
     kinds = {"bought_together": 1.0}
     return await neighbours_of(
         store, settings, item_id, kinds, "bought_together", k, exclude, category

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from redis.exceptions import RedisError
 
 from online.blend import (
@@ -25,7 +25,6 @@ from online.blend import (
     blend,
     decode_category_affinity,
 )
-from online.deps import SettingsDep, StoreDep
 from online.schemas import RecommendationsResponse
 from online.store import NothingPublishedError, RecommendationStore
 from recolake.privacy import pseudonymise, session_subject
@@ -116,10 +115,9 @@ async def recommend(
         nbr_keys = [(kind, a.item_id) for a in used for kind in NEIGHBOUR_KINDS]
         wanted = [a.item_id for a in used] + [i for lst in (als, trending, popular) for i, _ in lst]
         catalog, neighbours = await store.details(snap.publication, wanted, nbr_keys)
-        nbr_items = [i for lst in neighbours.values() for i, _ in lst if i not in catalog]
+        nbr_items = [e[0] for key in nbr_keys for e in neighbours[key] if e[0] not in catalog]
         if nbr_items:  # third trip only for neighbour items this process has never seen
-            more, _ = await store.details(snap.publication, nbr_items, ())
-            catalog.update(more)
+            catalog, _ = await store.details(snap.publication, nbr_items, ())
     except (NothingPublishedError, RedisError, OSError) as exc:
         raise unavailable(exc) from exc
     except ValueError as exc:  # a real-time document that breaks the contract
@@ -161,8 +159,7 @@ async def recommend(
 @router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
 async def user_recommendations(
     user_id: UserId,
-    store: StoreDep,
-    settings: SettingsDep,
+    request: Request,
     k: K = 10,
     session_id: SessionId = None,
     exclude: Exclude = None,
@@ -170,9 +167,10 @@ async def user_recommendations(
 ) -> Response:
     """A known user's blend (published ALS list + their and, if given, the session's
     recent events + trending + popular)."""
+    state = request.app.state  # not Depends(): sync dependencies cost a threadpool hop
     return await recommend(
-        store,
-        settings,
+        state.store,
+        state.settings,
         user_id=user_id,
         session_id=session_id,
         k=k,
@@ -183,8 +181,7 @@ async def user_recommendations(
 
 @router.get("/recommendations", response_model=RecommendationsResponse)
 async def visitor_recommendations(
-    store: StoreDep,
-    settings: SettingsDep,
+    request: Request,
     session_id: SessionId = None,
     user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
     k: K = 10,
@@ -196,9 +193,10 @@ async def visitor_recommendations(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give session_id or user_id (or both)"
         )
+    state = request.app.state  # not Depends(): sync dependencies cost a threadpool hop
     return await recommend(
-        store,
-        settings,
+        state.store,
+        state.settings,
         user_id=user_id,
         session_id=session_id,
         k=k,
