@@ -1,0 +1,101 @@
+"""Freshness: from POST /v1/events returning to the event's item showing in the user's
+`recent` list AND the recommendations changing (a script, not a test).
+
+    .venv/bin/python benchmarks/freshness.py --api http://127.0.0.1:8000 --token "$TOKEN" \\
+        [--events 50] [--timeout 10]
+
+Needs a running API with a publication live and the streaming job running against the same
+event log and Redis (`make demo` starts all of them; see scripts/demo.sh). For each of
+``--events`` fresh users (ids never seen, so their recent list starts empty) it posts one
+view of an item that has neighbours, then polls GET /v1/recommendations/{user} every
+``--poll`` seconds until the item is in `recent` and the item list differs from the one
+before the post. Prints p50 / p95 / max over the events, and how many never became fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def items_with_neighbours(client: httpx.Client, count: int) -> list[str]:
+    """Popular items that have similar items published (their view must change the recs)."""
+    body = client.get("/v1/recommendations", params={"session_id": "freshness-probe", "k": 100})
+    body.raise_for_status()
+    found = []
+    for entry in body.json()["items"]:
+        similar = client.get(f"/v1/items/{entry['item_id']}/similar", params={"k": 5})
+        if similar.status_code == 200 and similar.json()["items"]:
+            found.append(entry["item_id"])
+            if len(found) == count:
+                break
+    if not found:
+        raise SystemExit("no published item has neighbours: run the nightly with item_cf/content")
+    return found
+
+
+def measure_one(
+    client: httpx.Client, headers: dict, item: str, timeout: float, poll: float
+) -> float | None:
+    user = f"fresh-{uuid.uuid4().hex[:12]}"
+    before = [i["item_id"] for i in client.get(f"/v1/recommendations/{user}").json()["items"]]
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "user_id": user,
+        "item_id": item,
+        "event_type": "view",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "session_id": f"s-{user}",
+    }
+    response = client.post("/v1/events", json=event, headers=headers)
+    posted = time.perf_counter()
+    if response.status_code // 100 != 2:
+        raise SystemExit(f"POST /v1/events answered {response.status_code}: {response.text}")
+    while time.perf_counter() - posted < timeout:
+        body = client.get(f"/v1/recommendations/{user}").json()
+        if item in body["recent"] and [i["item_id"] for i in body["items"]] != before:
+            return time.perf_counter() - posted
+        time.sleep(poll)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--token", required=True, help="RECOLAKE_API_TOKEN of the API")
+    parser.add_argument("--events", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--poll", type=float, default=0.02)
+    args = parser.parse_args()
+    headers = {"Authorization": f"Bearer {args.token}"}
+    with httpx.Client(base_url=args.api, timeout=5) as client:
+        items = items_with_neighbours(client, 10)
+        delays, stale = [], 0
+        for n in range(args.events):
+            delay = measure_one(client, headers, items[n % len(items)], args.timeout, args.poll)
+            if delay is None:
+                stale += 1
+            else:
+                delays.append(delay)
+    if not delays:
+        raise SystemExit(f"no event became fresh within {args.timeout}s ({stale} events)")
+    print(
+        f"freshness over {len(delays)} events: p50 {percentile(delays, 0.5):.3f}s, "
+        f"p95 {percentile(delays, 0.95):.3f}s, max {max(delays):.3f}s, "
+        f"mean {statistics.mean(delays):.3f}s; not fresh within {args.timeout}s: {stale}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
