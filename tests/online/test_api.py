@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 
+from online.routers.recommendations import recommend
+from online.store import RecommendationStore, connect
 from recolake import publication
 from recolake.privacy import pseudonymise, session_subject
 from recolake.redis_layout import RedisLayout
@@ -205,3 +208,40 @@ def test_openapi_docs_served(published, api_server_factory):
     assert "/v1/recommendations" in paths
     assert "/v1/items/{item_id}/similar" in paths
     assert "/v1/items/{item_id}/bought-together" in paths
+
+
+def test_one_round_trip_per_request_once_warm(published, redis_server, redis_client):
+    """Round trips counted on a real Redis: after the first request of a version, the
+    catalog and neighbour lists come from the process cache and the live pointer is cached."""
+
+    async def run() -> list[int]:
+        client = connect(redis_server.url)
+        trips = []
+        original = client.pipeline
+
+        def counting_pipeline(*args, **kwargs):
+            trips.append(1)
+            return original(*args, **kwargs)
+
+        client.pipeline = counting_pipeline  # type: ignore[method-assign]
+        store = RecommendationStore(client, RedisLayout("recolake"))
+        counts = []
+        for _ in range(3):
+            before = len(trips)
+            await recommend(
+                store,
+                published,
+                user_id="alice",
+                session_id=None,
+                k=5,
+                exclude=None,
+                category=None,
+            )
+            counts.append(len(trips) - before)
+        await client.aclose()
+        return counts
+
+    set_recent(redis_client, pseudonymise("alice", TEST_KEY.encode()), ("shoe", "view"))
+    counts = asyncio.run(run())
+    assert counts[0] >= 2  # lists, then catalog + neighbours of "shoe"
+    assert counts[1:] == [1, 1]
