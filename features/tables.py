@@ -91,17 +91,28 @@ class LakeTable:
         )
 
     def overwrite_partition(
-        self, df: DataFrame, settings: Settings, partition_column: str, value: date
+        self, df: DataFrame, settings: Settings, partition_column: str, value: date | str
     ) -> None:
         """Replace exactly one logical-date partition: a re-run replaces, never appends."""
-        if partition_column not in self.partition_by:
-            raise ValueError(f"{self.qualified_name} is not partitioned by {partition_column}")
+        self.overwrite_partitions(df, settings, {partition_column: value})
+
+    def overwrite_partitions(
+        self, df: DataFrame, settings: Settings, values: dict[str, date | str]
+    ) -> None:
+        """Replace exactly the partition given by ``values`` (e.g. ds and kind)."""
+        unknown = set(values) - set(self.partition_by)
+        if unknown:
+            raise ValueError(f"{self.qualified_name} is not partitioned by {sorted(unknown)}")
+        condition = " AND ".join(
+            f"{col} = DATE'{v.isoformat()}'" if isinstance(v, date) else f"{col} = '{v}'"
+            for col, v in values.items()
+        )
         (
             self.conform(df)
             .write.format("delta")
             .mode("overwrite")
             .partitionBy(*self.partition_by)
-            .option("replaceWhere", f"{partition_column} = DATE'{value.isoformat()}'")
+            .option("replaceWhere", condition)
             .save(self.path(settings))
         )
 

@@ -1,4 +1,4 @@
-"""Nightly: ingest -> silver -> gold -> train -> publish for one date, in one session.
+"""Nightly: ingest -> silver -> gold -> item-item CF, content -> train -> publish, one session.
 
     spark-submit pipelines/nightly.py --ds 2011-12-09 --format online_retail --events FILE
     recolake nightly            # the bundled sample, as `make demo` runs it
@@ -16,7 +16,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from pipelines import gold, ingest, publish, silver, train
+from pipelines import content, gold, ingest, item_cf, publish, silver, train
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake.settings import PROJECT_ROOT, Settings
 
@@ -31,6 +31,8 @@ class NightlyResult:
     ingest: ingest.IngestResult
     silver: silver.SilverCounts
     gold: gold.GoldCounts
+    item_cf: item_cf.ItemCFCounts
+    content_items: int
     train: train.TrainResult
     publish: publish.PublishResult
     seconds: float
@@ -40,6 +42,7 @@ class NightlyResult:
             [
                 f"rows: {self.silver.report()}",
                 f"gold: {self.gold}",
+                f"neighbours: {self.item_cf}, content items={self.content_items}",
                 f"metrics@k (time-based hold-out):\n{self.train.report()}",
                 f"published version {self.publish.version}: model v{self.publish.model_version}, "
                 f"{self.publish.users} users, {self.publish.popular} popular items",
@@ -65,10 +68,19 @@ def main(
     ingested = ingest.run(spark, settings, args.ds, args.events, args.items, args.source_format)
     silver_counts = silver.run(spark, settings, args.ds)
     gold_counts = gold.run(spark, settings, args.ds)
+    cf_counts = item_cf.run(spark, settings, args.ds)
+    content_items = content.run(spark, settings, args.ds)
     trained = train.run(spark, settings, args.ds)
     published = publish.run(spark, settings, args.ds)
     result = NightlyResult(
-        ingested, silver_counts, gold_counts, trained, published, time.perf_counter() - started
+        ingested,
+        silver_counts,
+        gold_counts,
+        cf_counts,
+        content_items,
+        trained,
+        published,
+        time.perf_counter() - started,
     )
     print(f"nightly {args.ds}\n{result.report()}", flush=True)
     return result

@@ -18,9 +18,11 @@ JOBS = {
     "ingest": "land raw events/catalog in bronze",
     "silver": "validate, deduplicate, pseudonymise",
     "gold": "build feature tables as of --ds",
+    "item_cf": "item-item neighbours from co-occurrence (co_view, bought_together)",
+    "content": "TF-IDF content neighbours from the catalog",
     "train": "train and evaluate ALS, register in MLflow",
     "publish": "publish the champion's recommendations to Redis",
-    "nightly": "ingest -> silver -> gold -> train -> publish",
+    "nightly": "ingest -> silver -> gold -> item_cf, content -> train -> publish",
 }
 
 

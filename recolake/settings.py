@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     decay_half_life_days: float = Field(default=60.0, gt=0)
     popularity_window_days: int = Field(default=30, ge=1)
 
+    # --- item-item neighbours ----------------------------------------------------------
+    neighbours_top_n: int = Field(default=50, ge=1, le=500, description="Neighbours per item.")
+    cf_min_support: int = Field(default=2, ge=1, description="Min co-occurrences of a pair.")
+    cf_max_items_per_group: int = Field(
+        default=100, ge=2, description="Items kept per user history / basket (bounds the join)."
+    )
+
     # --- model ---------------------------------------------------------------------------
     holdout_days: int = Field(default=14, ge=1, description="Last days held out for evaluation.")
     top_k: int = Field(default=50, ge=1, le=500, description="Recommendations published per user.")

@@ -1,0 +1,76 @@
+"""Item-item collaborative filtering from co-occurrence ("customers who ... also ...").
+
+Two groupings of the same computation: user histories give 'co_view' neighbours, baskets
+(sessions, invoices) give 'bought_together'. Scores are cosine-normalised co-occurrence,
+co(a, b) / sqrt(n_a * n_b), so very popular items do not neighbour everything.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from features import columns as c
+from models.topk import rank_within
+
+
+def cap_groups(pairs: DataFrame, *, col_group: str, col_order: str, max_items: int) -> DataFrame:
+    """Keep at most ``max_items`` items per group (highest ``col_order`` first): a shopper
+    with thousands of items would otherwise make the self-join quadratic."""
+    order = Window.partitionBy(col_group).orderBy(F.desc(col_order), F.asc(c.ITEM_ID))
+    return pairs.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= max_items)
+
+
+def co_occurrence_neighbours(
+    groups: DataFrame,
+    *,
+    col_group: str,
+    top_n: int,
+    min_support: int = 2,
+    col_item: str = c.ITEM_ID,
+) -> DataFrame:
+    """(item_id, neighbour_id, score, rank): top-N items co-occurring with each item in the
+    same group at least ``min_support`` times, by cosine similarity."""
+    membership = groups.select(col_group, col_item).distinct().cache()
+    item_counts = membership.groupBy(col_item).agg(F.count(F.lit(1)).alias("_n"))
+    left = membership.select(col_group, F.col(col_item).alias("_a"))
+    right = membership.select(col_group, F.col(col_item).alias("_b"))
+    co = (
+        left.join(right, col_group)
+        .where(F.col("_a") != F.col("_b"))
+        .groupBy("_a", "_b")
+        .agg(F.count(F.lit(1)).alias("_co"))
+        .where(F.col("_co") >= min_support)
+    )
+    counts_a = item_counts.select(F.col(col_item).alias("_a"), F.col("_n").alias("_na"))
+    counts_b = item_counts.select(F.col(col_item).alias("_b"), F.col("_n").alias("_nb"))
+    scored = (
+        co.join(counts_a, "_a")
+        .join(counts_b, "_b")
+        .select(
+            F.col("_a").alias(col_item),
+            F.col("_b").alias(c.NEIGHBOUR_ID),
+            (F.col("_co") / F.sqrt(F.col("_na") * F.col("_nb"))).alias(c.SCORE),
+        )
+    )
+    return rank_within(scored, top_n, col_user=col_item, col_item=c.NEIGHBOUR_ID)
+
+
+def score_from_neighbours(
+    history: DataFrame,
+    neighbours: DataFrame,
+    k: int,
+    *,
+    col_user: str = c.USER_KEY,
+    col_item: str = c.ITEM_ID,
+) -> DataFrame:
+    """(user, item, score, rank): items neighbouring the user's history, scored by the sum
+    of history strength x similarity, items already in the history excluded."""
+    candidates = (
+        history.select(col_user, F.col(col_item).alias("_h"), F.col(c.STRENGTH).alias("_s"))
+        .join(neighbours.select(F.col(col_item).alias("_h"), c.NEIGHBOUR_ID, c.SCORE), "_h")
+        .groupBy(col_user, F.col(c.NEIGHBOUR_ID).alias(col_item))
+        .agg(F.sum(F.col("_s") * F.col(c.SCORE)).alias(c.SCORE))
+    )
+    unseen = candidates.join(history.select(col_user, col_item), [col_user, col_item], "left_anti")
+    return rank_within(unseen, k, col_user=col_user, col_item=col_item)
