@@ -125,5 +125,94 @@ class RankingEvaluation:
     def map(self) -> float:
         return self._metric("map")
 
+    def hit_rate(self) -> float:
+        """Share of evaluated users with at least one relevant item in their top k."""
+        hits = F.size(F.array_intersect(F.slice("prediction", 1, self.k), "label")) > 0
+        return float(self._frame.agg(F.avg(hits.cast("double"))).first()[0])
+
     def all(self) -> dict[str, float]:
-        return {f"{name}@{self.k}": self._metric(name) for name in METRICS}
+        out = {f"{name}@{self.k}": self._metric(name) for name in METRICS}
+        out[f"hit_rate@{self.k}"] = self.hit_rate()
+        return out
+
+
+def _top(recommendations: DataFrame, k: int) -> DataFrame:
+    return recommendations.where(F.col(c.RANK) <= k)
+
+
+def catalog_coverage(
+    recommendations: DataFrame, catalog_items: int, k: int, *, col_item: str = c.ITEM_ID
+) -> float:
+    """Share of the catalog that appears in at least one top-k list (popularity: tiny)."""
+    if catalog_items <= 0:
+        raise ValueError("catalog_items must be positive")
+    return _top(recommendations, k).select(col_item).distinct().count() / catalog_items
+
+
+def intra_list_diversity(
+    recommendations: DataFrame,
+    categories: DataFrame,
+    k: int,
+    *,
+    col_user: str = c.USER_KEY,
+    col_item: str = c.ITEM_ID,
+) -> float:
+    """Mean over users of the share of item pairs in the top k with different categories
+    (items without a category count as a category of their own: 'unknown')."""
+    cats = categories.select(col_item, F.coalesce(F.col(c.CATEGORY), F.lit("unknown")).alias("_c"))
+    per_cat = (
+        _top(recommendations, k)
+        .join(cats, col_item, "left")
+        .withColumn("_c", F.coalesce("_c", F.lit("unknown")))
+        .groupBy(col_user, "_c")
+        .agg(F.count(F.lit(1)).alias("_m"))
+    )
+    per_user = (
+        per_cat.groupBy(col_user)
+        .agg(
+            F.sum("_m").alias("_n"),
+            F.sum(F.col("_m") * (F.col("_m") - 1) / 2).alias("_same"),
+        )
+        .where(F.col("_n") >= 2)
+        .select((1 - F.col("_same") / (F.col("_n") * (F.col("_n") - 1) / 2)).alias("_d"))
+    )
+    value = per_user.agg(F.avg("_d")).first()[0]
+    return float(value) if value is not None else 0.0
+
+
+def novelty(
+    recommendations: DataFrame,
+    interactions: DataFrame,
+    k: int,
+    *,
+    col_user: str = c.USER_KEY,
+    col_item: str = c.ITEM_ID,
+) -> float:
+    """Mean self-information -log2(p(i)) of recommended items, p(i) = share of training users
+    who interacted with i; an item nobody touched counts as one user (no infinite value)."""
+    n_users = interactions.select(col_user).distinct().count()
+    if n_users == 0:
+        raise ValueError("novelty needs training interactions")
+    pop = interactions.select(col_user, col_item).distinct().groupBy(col_item).count()
+    scored = (
+        _top(recommendations, k)
+        .join(pop, col_item, "left")
+        .select((-F.log2(F.coalesce(F.col("count"), F.lit(1)) / F.lit(n_users))).alias("_s"))
+    )
+    value = scored.agg(F.avg("_s")).first()[0]
+    return float(value) if value is not None else 0.0
+
+
+def beyond_accuracy(
+    recommendations: DataFrame,
+    *,
+    k: int,
+    catalog: DataFrame,
+    interactions: DataFrame,
+) -> dict[str, float]:
+    """Coverage, intra-list diversity (by category) and novelty at k, named like all()."""
+    return {
+        f"coverage@{k}": catalog_coverage(recommendations, catalog.count(), k),
+        f"diversity@{k}": intra_list_diversity(recommendations, catalog, k),
+        f"novelty@{k}": novelty(recommendations, interactions, k),
+    }

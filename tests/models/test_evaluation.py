@@ -8,7 +8,13 @@ import pytest
 
 from features import columns as c
 from models.baselines import popular_for_users
-from models.evaluation import RankingEvaluation, ground_truth
+from models.evaluation import (
+    RankingEvaluation,
+    catalog_coverage,
+    ground_truth,
+    intra_list_diversity,
+    novelty,
+)
 from models.indexing import build_index
 from models.topk import top_k_from_factors
 
@@ -36,7 +42,7 @@ def test_metrics_match_hand_computed_case(spark):
     assert ev.recall() == pytest.approx(1 / 3)
     assert ev.ndcg() == pytest.approx(ndcg_a / 3)
     assert ev.map() == pytest.approx(((1 + 2 / 3) / 2) / 3)
-    assert set(ev.all()) == {"precision@3", "recall@3", "ndcg@3", "map@3"}
+    assert set(ev.all()) == {"precision@3", "recall@3", "ndcg@3", "map@3", "hit_rate@3"}
 
 
 def test_evaluator_validates_input(spark):
@@ -108,3 +114,35 @@ def test_popularity_baseline_skips_seen_items(spark):
         ("B", "p1"),
         ("B", "p2"),
     ]
+
+
+def test_hit_rate_hand_computed(spark):
+    recs = recs_frame(spark, {"A": ["1", "2", "3"], "B": ["4", "5", "6"]})
+    truth = truth_frame(spark, {"A": ["3"], "B": ["7"], "C": ["8"]})
+    ev = RankingEvaluation(recs, truth, k=3)
+    assert ev.hit_rate() == pytest.approx(1 / 3)  # only A hits
+    assert RankingEvaluation(recs, truth, k=2).hit_rate() == 0.0  # A's hit is at rank 3
+    assert ev.all()["hit_rate@3"] == pytest.approx(1 / 3)
+
+
+def test_coverage_diversity_novelty_hand_computed(spark):
+    recs = recs_frame(spark, {"A": ["1", "2", "3"], "B": ["1", "4", "9"]})
+    cats = spark.createDataFrame(
+        [("1", "x"), ("2", "x"), ("3", "y"), ("4", "y"), ("5", "z"), ("9", None)],
+        "item_id string, category string",
+    )
+    # k=2: items {1, 2, 4} of 6 in the catalog.
+    assert catalog_coverage(recs, 6, 2) == pytest.approx(3 / 6)
+    assert catalog_coverage(recs, 6, 3) == pytest.approx(5 / 6)
+    # k=3: A = x,x,y -> 2 of 3 pairs differ; B = x,y,unknown -> 3 of 3.
+    assert intra_list_diversity(recs, cats, 3) == pytest.approx((2 / 3 + 1) / 2)
+    # k=2: A = x,x -> 0; B = x,y -> 1.
+    assert intra_list_diversity(recs, cats, 2) == pytest.approx(0.5)
+    # 4 training users: item 1 seen by 4, item 2 by 2, item 4 by 1, item 3 by nobody.
+    inter = truth_frame(spark, {"u1": ["1", "2"], "u2": ["1", "2"], "u3": ["1", "4"], "u4": ["1"]})
+    # k=2 items: 1, 2 (A); 1, 4 (B) -> -log2 of 1, 1/2, 1, 1/4.
+    assert novelty(recs, inter, 2) == pytest.approx((0 + 1 + 0 + 2) / 4)
+    # item 3 unseen counts as one user: -log2(1/4) = 2; item 9 likewise.
+    assert novelty(recs, inter, 3) == pytest.approx((0 + 1 + 2 + 0 + 2 + 2) / 6)
+    with pytest.raises(ValueError, match="positive"):
+        catalog_coverage(recs, 0, 2)
