@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from online.routers import health, items, recommendations
+from online.routers import events, health, items, recommendations
 from online.store import RecommendationStore, connect
 from recolake import __version__
 from recolake.redis_layout import RedisLayout
@@ -51,4 +51,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(items.router)
+    app.include_router(events.router)
     return app

@@ -43,3 +43,35 @@ class HealthResponse(BaseModel):
     redis: bool
     publication: str | None = None
     detail: str | None = None
+
+
+# --- event intake (online/routers/events.py) ---------------------------------------------
+
+
+class EventIn(BaseModel):
+    """One event in the generic schema. ``user_id`` or ``session_id`` (anonymous visitor) is
+    required; ``event_id`` is the client's idempotency key (generated when absent)."""
+
+    model_config = {"extra": "forbid"}
+
+    event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    item_id: str = Field(min_length=1, max_length=256)
+    event_type: str = Field(min_length=1, max_length=64)
+    timestamp: str = Field(
+        min_length=1, max_length=64, description="ISO 8601; without an offset it is UTC."
+    )
+    quantity: int | None = Field(default=None, gt=0)
+    price: float | None = Field(default=None, ge=0)
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the posted batch (0 for one).")
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    event_ids: list[str] = Field(description="Ids of the accepted events, in posted order.")
+    rejected: list[RejectedEvent] = Field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +105,41 @@ class Settings(BaseSettings):
         description="API processes: Python's gen-0 GC threshold (default 700). With the start-up "
         "heap frozen (gc.freeze) and rarer collections, p99 drops ~3x under load. 0 = leave.",
     )
+
+    # --- real time: event intake (online/routers/events.py) and streaming ----------------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required by writes (POST /v1/events); reads stay open. "
+        "Unset = writes are refused (403).",
+    )
+    event_log: Literal["local", "kafka"] = Field(
+        default="local", description="Where accepted events go: a landing dir, or Kafka."
+    )
+    landing_dir: str = Field(
+        default=str(VAR_DIR / "landing" / "events"),
+        description="Local event log: one JSON-lines file per accepted request (atomic).",
+    )
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic: str = "recolake-events"
+    events_max_batch: int = Field(default=500, ge=1, description="Events per POST at most.")
+    events_max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Request body limit, checked before parsing."
+    )
+    events_max_future_seconds: int = Field(
+        default=300, ge=0, description="How far in the future an event timestamp may be."
+    )
+    stream_checkpoint_dir: str = Field(default=str(VAR_DIR / "checkpoints" / "streaming"))
+    stream_trigger_seconds: float = Field(default=0.5, gt=0)
+    stream_max_files_per_trigger: int = Field(default=200, ge=1)
+    stream_shuffle_partitions: int = Field(
+        default=2, ge=1, description="Fixed in the checkpoint at the first run."
+    )
+    stream_watermark: str = Field(default="10 minutes", description="Event-time watermark.")
+    recent_n: int = Field(default=20, ge=1, le=500, description="Recent items per subject.")
+    session_window_minutes: int = Field(default=30, ge=1)
+    trending_window_minutes: int = Field(default=60, ge=1)
+    trending_top_n: int = Field(default=100, ge=1)
+    affinity_half_life_hours: float = Field(default=24.0, gt=0)
 
     # --- privacy -------------------------------------------------------------------------
     pseudonymisation_key: SecretStr | None = Field(
