@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JARS_STAMP := jars/.resolved-stamp
 
-.PHONY: help install jars redis deps demo test lint airflow-venv clean
+.PHONY: help install jars redis deps demo test lint airflow-venv dist clean
 
 help:
 	@echo "make demo   - install everything, run the nightly pipeline on the sample, serve the API"
@@ -42,9 +42,24 @@ deps: install jars redis
 demo: deps
 	scripts/demo.sh
 
-test: deps
+test: deps airflow-venv dist
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Airflow 3 in its own venv (it cannot share one with full pyspark: ../shared/README.md).
+AIRFLOW_VENV := .venv-airflow
+$(AIRFLOW_VENV)/.installed-stamp: requirements-airflow.lock
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -r requirements-airflow.lock
+	touch $@
+
+airflow-venv: $(AIRFLOW_VENV)/.installed-stamp
+
+# The project's packages as one zip for spark-submit --py-files (scripts/spark-submit.sh).
+dist: $(STAMP)
+	rm -rf dist && mkdir -p dist
+	$(BIN)/python -m zipfile -c dist/recolake-py.zip recolake pipelines features models online
 
 lint: install
 	$(BIN)/ruff check .
@@ -52,3 +67,24 @@ lint: install
 
 clean:
 	rm -rf var .recolake
+
+# Benchmarks: scripts that print figures (benchmarks/README.md), never part of `make test`.
+# `implicit` is installed only for the ALS comparison, into .venv-bench (read by als_speed.py).
+.PHONY: bench bench-deps bench-als bench-movielens bench-retail
+BENCH_STAMP := .venv-bench/.installed-stamp
+$(BENCH_STAMP):
+	$(BIN)/pip install -q --target .venv-bench implicit==0.7.3
+	touch $@
+
+bench-deps: $(BENCH_STAMP)
+
+bench-als: deps bench-deps
+	$(BIN)/python benchmarks/als_speed.py
+
+bench-movielens: deps
+	$(BIN)/python benchmarks/movielens_100k.py
+
+bench-retail: deps
+	$(BIN)/python benchmarks/online_retail_full.py
+
+bench: bench-als bench-movielens bench-retail

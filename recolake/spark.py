@@ -66,7 +66,13 @@ def _launched_by_spark_submit() -> bool:
 
 
 def _submitted_conf() -> SparkConf:
-    """The configuration spark-submit resolved (--master, --jars, --conf ...)."""
+    """The configuration spark-submit resolved (--master, --jars, --conf ...).
+
+    Read through the JVM gateway: before it is connected, SparkConf() is an empty Python dict
+    and settings.spark_master would silently override --master."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()
     return SparkConf()
 
 
