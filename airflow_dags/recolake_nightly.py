@@ -79,7 +79,9 @@ with DAG(
     dag_id="recolake_nightly",
     description="ingest -> silver -> gold -> item_cf, content -> train (+gate) -> publish",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Early enough that any date of the data (the sample ends 2011-12-09) can be backfilled;
+    # harmless with catchup off.
+    start_date=pendulum.datetime(2010, 12, 1, tz="UTC"),
     # No automatic catch-up: every run rebuilds features as of its ds from the whole lake, so
     # missed days need no replay; past dates are rebuilt on purpose with `airflow backfill`.
     catchup=False,
