@@ -23,6 +23,7 @@ JOBS = {
     "train": "train and evaluate ALS, register in MLflow",
     "publish": "publish the champion's recommendations to Redis",
     "nightly": "ingest -> silver -> gold -> item_cf, content -> train -> publish",
+    "streaming": "events log -> bronze + real-time features in Redis (runs until stopped)",
 }
 
 

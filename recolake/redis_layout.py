@@ -75,9 +75,22 @@ class RedisLayout:
         """String: JSON list of [item_id, score] over the sliding window, hottest first."""
         return f"{self.namespace}:rt:trending"
 
-    def stream_batch(self, batch_id: int) -> str:
-        """Marker of a micro-batch whose Redis writes completed."""
-        return f"{self.namespace}:rt:batch:{batch_id}"
+    def stream_batch(self, batch_id: int, query: str = "") -> str:
+        """Marker of a micro-batch whose Redis writes completed (written in the same MULTI as
+        the documents). ``query`` is the streaming query's id (from its checkpoint), so a new
+        checkpoint starting again at batch 0 is not mistaken for a replay."""
+        return f"{self.namespace}:rt:batch:{query + ':' if query else ''}{batch_id}"
+
+    @property
+    def trending_state(self) -> str:
+        """String: JSON {"buckets": {bucket start epoch: {item_id: weight}}}: the sliding
+        window behind ``trending`` (internal to the streaming job)."""
+        return f"{self.namespace}:rt:trending:state"
+
+    def stream_seen(self, event_id: str) -> str:
+        """Marker (with a TTL) of an event id already counted: a client retry with the same
+        event_id in a later micro-batch is counted once."""
+        return f"{self.namespace}:rt:seen:{event_id}"
 
     @staticmethod
     def bucket_of(user_key: str, buckets: int) -> int:

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     trending_window_minutes: int = Field(default=60, ge=1)
     trending_top_n: int = Field(default=100, ge=1)
     affinity_half_life_hours: float = Field(default=24.0, gt=0)
+    stream_dedupe_ttl_seconds: int = Field(
+        default=2 * 86400, ge=60, description="How long an event id is remembered (retries)."
+    )
+    catalog_refresh_seconds: int = Field(
+        default=600, ge=1, description="How often the streaming job reloads item categories."
+    )
 
     # --- privacy -------------------------------------------------------------------------
     pseudonymisation_key: SecretStr | None = Field(
