@@ -4,21 +4,24 @@
     recolake streaming --available-now     # process what is in the log, then stop
 
 Reads the event log the API writes (recolake.eventlog): the landing directory (file source,
-JSON lines, explicit schema) or the Kafka topic (``RECOLAKE_EVENT_LOG=kafka``). Per
-micro-batch (foreachBatch):
+JSON lines, explicit schema, watermark on event time) or the Kafka topic
+(``RECOLAKE_EVENT_LOG=kafka``), with two queries, each with its own checkpoint under
+``settings.stream_checkpoint_dir``:
 
-1. validates like silver (features.transforms.validate_events, anonymous events allowed);
-2. merges the valid events into the Redis documents of recolake.redis_layout (recent,
-   affinity per user key and per session subject, trending): every new document is computed
-   from the previous one and the batch, then all are written with the batch marker in one
-   MULTI/EXEC; a replayed batch finds its marker and writes nothing. Event ids already counted
-   (``stream_seen``) are skipped, so a client retry is counted once;
-3. appends the raw events to bronze (source_format 'api') and the rejected ones to the
-   quarantine, both with Delta's idempotent writes (txnAppId = query id, txnVersion = batch
-   id): a replayed batch is not appended twice.
+- ``redis`` (every ``stream_trigger_seconds``): validates like silver
+  (features.transforms.validate_events; anonymous session events allowed) and merges the
+  valid events into the Redis documents of recolake.redis_layout (recent and affinity per
+  user key and per session subject, trending). Every new document is computed from the
+  previous one and the batch, then all are written with the batch marker in one MULTI/EXEC:
+  a replayed batch finds its marker and writes nothing. Event ids already counted
+  (``stream_seen``) are skipped, so a client retry is counted once.
+- ``lake`` (every ``stream_lake_trigger_seconds``): appends the raw events to bronze
+  (source_format 'api', so the nightly silver sees them) and the rejected ones, with their
+  reason, to the quarantine, with Delta's idempotent writes (txnAppId = query id,
+  txnVersion = batch id): a replayed batch is not appended twice.
 
-Checkpointed (``settings.stream_checkpoint_dir``): killed at any point and restarted, it
-replays the unfinished batch with the same files, so nothing is lost or counted twice.
+Killed at any point (SIGKILL) and restarted, each query replays its unfinished batch with the
+same input, so nothing is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from pyspark.sql.streaming import StreamingQuery
 from features import columns as c
 from features import streaming as fs
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS, LakeTable
-from features.transforms import parse_timestamp
+from features.transforms import SilverSplit, parse_timestamp
 from pipelines.common import configure_logging, session_and_settings
 from recolake.redis_layout import RedisLayout
 from recolake.settings import Settings
@@ -84,26 +87,79 @@ def read_event_log(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-class BatchWriter:
-    """The foreachBatch function, with what it keeps between batches (Redis client, the item
-    categories, the query id)."""
+class _Writer:
+    """A foreachBatch function and what it keeps between batches."""
 
-    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+    def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
         self.spark = spark
         self.settings = settings
+        self.checkpoint = checkpoint
         self.key = settings.require_pseudonymisation_key()
+        self._query_id: str | None = None
+
+    def query_id(self) -> str:
+        """The streaming query's id, stable across restarts from the same checkpoint (so a
+        fresh checkpoint, whose batch ids start at 0 again, is not taken for a replay)."""
+        if self._query_id is None:
+            self._query_id = json.loads((Path(self.checkpoint) / "metadata").read_text())["id"]
+        return self._query_id
+
+    def validate(self, batch: DataFrame, now: datetime) -> tuple[DataFrame, SilverSplit]:
+        bronze = fs.api_events_to_bronze(batch, now.date(), F.col(SOURCE_FILE_COL))
+        split = fs.validate_api_events(
+            bronze,
+            event_types=self.settings.event_weights,
+            key=self.key,
+            latest_allowed=now + timedelta(seconds=self.settings.events_max_future_seconds),
+        )
+        return bronze, split
+
+
+class LakeWriter(_Writer):
+    """Raw events to bronze, rejected ones to the quarantine, idempotently per batch."""
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        batch = batch.persist()
+        try:
+            bronze, split = self.validate(batch, datetime.now(UTC))
+            self.append(BRONZE_EVENTS, bronze, batch_id)
+            quarantined = split.quarantined.persist()
+            if not quarantined.isEmpty():
+                self.append(QUARANTINE_EVENTS, quarantined, batch_id)
+                reasons = quarantined.groupBy(c.REASON).count().collect()
+                log.warning(
+                    "batch %d: quarantined %s",
+                    batch_id,
+                    {r[c.REASON]: r["count"] for r in reasons},
+                )
+            quarantined.unpersist()
+            log.info("lake batch %d: in %.3fs", batch_id, time.perf_counter() - started)
+        finally:
+            batch.unpersist()
+
+    def append(self, table: LakeTable, df: DataFrame, batch_id: int) -> None:
+        """Append; Delta skips a (txnAppId, txnVersion) it has already committed."""
+        (
+            table.conform(df)
+            .write.format("delta")
+            .mode("append")
+            .partitionBy(*table.partition_by)
+            .option("txnAppId", f"recolake-streaming-{table.name}-{self.query_id()}")
+            .option("txnVersion", batch_id)
+            .save(table.path(self.settings))
+        )
+
+
+class RedisWriter(_Writer):
+    """Valid events merged into the real-time documents in Redis."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
+        super().__init__(spark, settings, checkpoint)
         self.layout = RedisLayout(settings.redis_namespace)
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         self._categories: DataFrame | None = None
         self._categories_loaded = 0.0
-        self._query_id: str | None = None
-
-    def query_id(self) -> str:
-        """The streaming query's id, stable across restarts from the same checkpoint."""
-        if self._query_id is None:
-            metadata = Path(self.settings.stream_checkpoint_dir) / "metadata"
-            self._query_id = json.loads(metadata.read_text())["id"]
-        return self._query_id
 
     def categories(self) -> DataFrame:
         """item_id -> category from the latest gold.item_catalog (reloaded periodically)."""
@@ -126,62 +182,18 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         now = datetime.now(UTC)
-        batch = batch.persist()
-        try:
-            bronze = fs.api_events_to_bronze(batch, now.date(), F.col(SOURCE_FILE_COL))
-            split = fs.validate_api_events(
-                bronze,
-                event_types=self.settings.event_weights,
-                key=self.key,
-                latest_allowed=now + timedelta(seconds=self.settings.events_max_future_seconds),
-            )
-            events = fs.subject_events(
-                split.valid,
-                self.categories(),
-                key=self.key,
-                weights=self.settings.event_weights,
-            ).collect()
-            written = self.write_redis(batch_id, events, now.timestamp())
-            redis_done = time.perf_counter()
-            n_bronze = self.append(BRONZE_EVENTS, bronze, batch_id)
-            quarantined = split.quarantined.persist()
-            n_bad = self.append(QUARANTINE_EVENTS, quarantined, batch_id)
-            if n_bad:
-                reasons = quarantined.groupBy(c.REASON).count().collect()
-                log.warning(
-                    "batch %d: %d event(s) quarantined: %s",
-                    batch_id,
-                    n_bad,
-                    {r[c.REASON]: r["count"] for r in reasons},
-                )
-            quarantined.unpersist()
-            log.info(
-                "batch %d: %d event(s) to bronze, %d subject-event(s), redis %s in %.3fs, "
-                "total %.3fs",
-                batch_id,
-                n_bronze,
-                len(events),
-                "written" if written else "already written (replay)",
-                redis_done - started,
-                time.perf_counter() - started,
-            )
-        finally:
-            batch.unpersist()
-
-    def append(self, table: LakeTable, df: DataFrame, batch_id: int) -> int:
-        """Append idempotently per batch (Delta skips a txnVersion it has committed)."""
-        rows = df.count()
-        if rows:
-            (
-                table.conform(df)
-                .write.format("delta")
-                .mode("append")
-                .partitionBy(*table.partition_by)
-                .option("txnAppId", f"recolake-streaming-{table.name}-{self.query_id()}")
-                .option("txnVersion", batch_id)
-                .save(table.path(self.settings))
-            )
-        return rows
+        _, split = self.validate(batch, now)
+        events = fs.subject_events(
+            split.valid, self.categories(), key=self.key, weights=self.settings.event_weights
+        ).collect()
+        written = self.write_redis(batch_id, events, now.timestamp())
+        log.info(
+            "redis batch %d: %d subject-event(s) %s in %.3fs",
+            batch_id,
+            len(events),
+            "written" if written else "already written (replay)",
+            time.perf_counter() - started,
+        )
 
     def write_redis(self, batch_id: int, rows: Sequence[Any], now: float) -> bool:
         """Merge the batch into every touched document and write them all, plus the batch
@@ -247,18 +259,31 @@ class BatchWriter:
 
 def start(
     spark: SparkSession, settings: Settings, *, available_now: bool = False
-) -> StreamingQuery:
-    """Start the query; the caller waits on it."""
+) -> list[StreamingQuery]:
+    """Start the two queries over the event log, each with its own checkpoint: Redis (every
+    ``stream_trigger_seconds``: freshness) and the lake (every ``stream_lake_trigger_seconds``:
+    fewer, larger Delta commits, and never in the way of the Redis path)."""
     # Fixed in the checkpoint at the first run: small, the micro-batches are small.
     spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_shuffle_partitions))
-    writer = BatchWriter(spark, settings)
-    stream = read_event_log(spark, settings).writeStream.foreachBatch(writer)
-    stream = stream.option("checkpointLocation", settings.stream_checkpoint_dir)
-    if available_now:
-        stream = stream.trigger(availableNow=True)
-    else:
-        stream = stream.trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
-    return stream.queryName("recolake-streaming").start()
+    root = settings.stream_checkpoint_dir.rstrip("/")
+    queries = []
+    for name, writer_class, seconds in (
+        ("redis", RedisWriter, settings.stream_trigger_seconds),
+        ("lake", LakeWriter, settings.stream_lake_trigger_seconds),
+    ):
+        checkpoint = f"{root}/{name}"
+        stream = (
+            read_event_log(spark, settings)
+            .writeStream.foreachBatch(writer_class(spark, settings, checkpoint))
+            .option("checkpointLocation", checkpoint)
+            .queryName(f"recolake-streaming-{name}")
+        )
+        if available_now:
+            stream = stream.trigger(availableNow=True)
+        else:
+            stream = stream.trigger(processingTime=f"{seconds} seconds")
+        queries.append(stream.start())
+    return queries
 
 
 def main(
@@ -277,9 +302,9 @@ def main(
     configure_logging()
     args = parser.parse_args(argv)
     spark, settings = session_and_settings("recolake-streaming", spark, settings)
-    query = start(spark, settings, available_now=args.available_now)
+    queries = start(spark, settings, available_now=args.available_now)
     log.info(
-        "streaming %s -> redis + bronze, checkpoint %s",
+        "streaming %s -> redis + bronze, checkpoints under %s",
         settings.landing_dir if settings.event_log == "local" else settings.kafka_topic,
         settings.stream_checkpoint_dir,
     )
@@ -287,12 +312,17 @@ def main(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    while query.isActive and not stop.is_set():
-        query.awaitTermination(1)
-    if query.isActive:
-        query.stop()
-    if query.exception() is not None:
-        raise SystemExit(f"streaming query failed: {query.exception()}")
+    while all(q.isActive for q in queries) and not stop.is_set():
+        queries[0].awaitTermination(0.5)
+    if args.available_now:  # each stops by itself once the log is drained
+        for query in queries:
+            query.awaitTermination()
+    for query in queries:
+        if query.isActive:
+            query.stop()
+    failed = [f"{q.name}: {q.exception()}" for q in queries if q.exception() is not None]
+    if failed:
+        raise SystemExit("streaming query failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -129,7 +129,12 @@ class Settings(BaseSettings):
         default=300, ge=0, description="How far in the future an event timestamp may be."
     )
     stream_checkpoint_dir: str = Field(default=str(VAR_DIR / "checkpoints" / "streaming"))
-    stream_trigger_seconds: float = Field(default=0.5, gt=0)
+    stream_trigger_seconds: float = Field(
+        default=0.5, gt=0, description="Trigger of the Redis query (freshness)."
+    )
+    stream_lake_trigger_seconds: float = Field(
+        default=10.0, gt=0, description="Trigger of the bronze query (fewer Delta commits)."
+    )
     stream_max_files_per_trigger: int = Field(default=200, ge=1)
     stream_shuffle_partitions: int = Field(
         default=2, ge=1, description="Fixed in the checkpoint at the first run."
