@@ -293,7 +293,7 @@ def main(
 ) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="recolake streaming", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--available-now",
         action="store_true",
