@@ -36,12 +36,22 @@ NODE_ARGS = [
 CREATE_ARGS = ["--cluster-replicas", "0", "--cluster-yes"]
 
 
+def cluster_ports(n: int) -> list[int]:
+    """Distinct free ports whose cluster bus port (port + 10000) is valid too."""
+    ports: set[int] = set()
+    while len(ports) < n:
+        port = free_port()
+        if port + 10000 <= 65535:
+            ports.add(port)
+    return sorted(ports)
+
+
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         pytest.fail("redis-server/redis-cli missing: `make redis` installs them")
     root = tmp_path_factory.mktemp("redis-cluster")
-    ports = [free_port() for _ in range(3)]
+    ports = cluster_ports(3)
     procs = []
     try:
         for port in ports:
