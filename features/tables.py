@@ -175,7 +175,9 @@ BRONZE_EVENTS = LakeTable(
     schema=_schema(
         (c.EVENT_ID, _S, True), *((f, _S, True) for f in c.RAW_EVENT_FIELDS), *_INGEST_META
     ),
-    partition_by=(c.INGEST_DS,),
+    # By source too: a batch re-ingest of a date replaces its own file's rows and never the
+    # events the streaming job appended for that date (source_format 'api').
+    partition_by=(c.INGEST_DS, c.SOURCE_FORMAT),
     owner_job="pipelines.ingest",
     description="Raw events exactly as received (strings), with ingestion metadata.",
 )
@@ -185,7 +187,7 @@ BRONZE_ITEMS = LakeTable(
     layer="bronze",
     keys=(),
     schema=_schema(*((f, _S, True) for f in c.RAW_ITEM_FIELDS), *_INGEST_META),
-    partition_by=(c.INGEST_DS,),
+    partition_by=(c.INGEST_DS, c.SOURCE_FORMAT),
     owner_job="pipelines.ingest",
     description="Raw catalog rows as received (strings), with ingestion metadata.",
 )

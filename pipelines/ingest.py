@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from features import columns as c
 from features import transforms
 from features.tables import BRONZE_EVENTS, BRONZE_ITEMS
 from pipelines.common import job_parser, parse, session_and_settings
@@ -43,6 +45,13 @@ def read_csv(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
+def _count(df: DataFrame, partition: dict) -> int:
+    return df.where(
+        (F.col(c.INGEST_DS) == F.lit(partition[c.INGEST_DS]))
+        & (F.col(c.SOURCE_FORMAT) == F.lit(partition[c.SOURCE_FORMAT]))
+    ).count()
+
+
 def run(
     spark: SparkSession,
     settings: Settings,
@@ -64,12 +73,13 @@ def run(
             if items_path
             else None
         )
-    BRONZE_EVENTS.overwrite_partition(events, settings, "ingest_ds", ds)
-    n_events = BRONZE_EVENTS.read(spark, settings).where(f"ingest_ds = DATE'{ds}'").count()
+    partition = {c.INGEST_DS: ds, c.SOURCE_FORMAT: source_format}
+    BRONZE_EVENTS.overwrite_partitions(events, settings, partition)
+    n_events = _count(BRONZE_EVENTS.read(spark, settings), partition)
     n_items = 0
     if items is not None:
-        BRONZE_ITEMS.overwrite_partition(items, settings, "ingest_ds", ds)
-        n_items = BRONZE_ITEMS.read(spark, settings).where(f"ingest_ds = DATE'{ds}'").count()
+        BRONZE_ITEMS.overwrite_partitions(items, settings, partition)
+        n_items = _count(BRONZE_ITEMS.read(spark, settings), partition)
     log.info("bronze %s: %d events, %d catalog rows from %s", ds, n_events, n_items, events_path)
     return IngestResult(events=n_events, items=n_items)
 
