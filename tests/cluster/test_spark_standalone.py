@@ -22,10 +22,6 @@ pytestmark = [
     pytest.mark.spark,
     pytest.mark.redis,
     pytest.mark.slow,
-    # Written for issue 5 but not yet run to completion (the machine was saturated at the
-    # deadline): the fixture's start/stop of master + worker was seen working, the comparison
-    # was not. Remove this mark once it has passed once.
-    pytest.mark.skip(reason="standalone-cluster equality test not yet verified"),
 ]
 
 MASTER = "org.apache.spark.deploy.master.Master"
