@@ -64,8 +64,18 @@ def test_nightly_end_to_end_and_rerun(
     assert counts.quarantine_reasons["missing_user_id"] > 0
     assert counts.quarantine_reasons["unparseable_timestamp"] == 1
     assert counts.quarantine_reasons["cancellation"] > 0
-    assert set(first.train.metrics) == {"als", "popularity"}
+    assert set(first.train.metrics) == {"als", "popularity", "item_cf", "content"}
     assert 0 < first.train.metrics["als"]["ndcg@10"] <= 1
+    assert first.item_cf.co_view > 0 and first.item_cf.bought_together > 0
+    assert first.content_items > 0
+    for values in first.train.metrics.values():
+        assert 0 <= values["hit_rate@10"] <= 1 and 0 < values["coverage@10"] <= 1
+        assert values["hit_rate@10"] >= values["precision@10"]
+        assert 0 <= values["diversity@10"] <= 1 and values["novelty@10"] >= 0
+    # Popularity recommends the same few items to everyone: least coverage, least novelty.
+    pop = first.train.metrics["popularity"]
+    assert pop["coverage@10"] < first.train.metrics["item_cf"]["coverage@10"]
+    assert pop["novelty@10"] < first.train.metrics["content"]["novelty@10"]
 
     # MLflow: metrics, lineage and the champion alias are recorded.
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -74,6 +84,9 @@ def test_nightly_end_to_end_and_rerun(
         first.train.metrics["als"]["ndcg@10"]
     )
     assert int(run.data.tags["delta_version.silver.events"]) >= 0
+    assert run.data.metrics["item_cf.hit_rate_at_10"] == pytest.approx(
+        first.train.metrics["item_cf"]["hit_rate@10"]
+    )
     champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
     assert champion.run_id == first.train.run_id
 
