@@ -36,12 +36,9 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start
 .venv/bin/recolake nightly
 
 # The streaming job: events posted to the API -> recent items, affinity, trending in Redis.
-STREAM_NOTE="streaming job: not available in this build (recommendations stay batch-only)"
-if .venv/bin/recolake --help 2>/dev/null | grep -qw streaming; then
-  .venv/bin/recolake streaming > .recolake/streaming.log 2>&1 &
-  STREAM_PID=$!
-  STREAM_NOTE="streaming job running (pid $STREAM_PID, log .recolake/streaming.log)"
-fi
+.venv/bin/recolake streaming > .recolake/streaming.log 2>&1 &
+STREAM_PID=$!
+STREAM_NOTE="streaming job running (pid $STREAM_PID, log .recolake/streaming.log)"
 
 HOST="${RECOLAKE_API_HOST:-127.0.0.1}"
 PORT="${RECOLAKE_API_PORT:-8000}"
