@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JARS_STAMP := jars/.resolved-stamp
 
-.PHONY: help install jars redis deps demo test lint airflow-venv dist clean
+.PHONY: help install jars kafka-jars redis deps demo test lint airflow-venv dist clean
 
 help:
 	@echo "make demo   - install everything, run the nightly pipeline on the sample, serve the API"
@@ -16,7 +16,7 @@ help:
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kafka]'
 	touch $@
 
 install: $(STAMP)
@@ -27,6 +27,14 @@ $(JARS_STAMP): pom.xml
 	touch $@
 
 jars: $(JARS_STAMP)
+
+# A real Kafka broker (KRaft) for tests/kafka, into ./jars-kafka: never on Spark's classpath.
+KAFKA_JARS_STAMP := jars-kafka/.resolved-stamp
+$(KAFKA_JARS_STAMP): scripts/kafka/pom.xml
+	mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+kafka-jars: $(KAFKA_JARS_STAMP)
 
 # A Redis server from Debian's package when none is on PATH; OpenBLAS speeds up ALS.
 redis:
@@ -42,7 +50,7 @@ deps: install jars redis
 demo: deps
 	scripts/demo.sh
 
-test: deps airflow-venv dist
+test: deps airflow-venv dist kafka-jars
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,39 +61,75 @@ class LocalEventLog:
 
 
 class KafkaEventLog:
-    """A Kafka topic; the key is the event id, the value the event's JSON."""
+    """A Kafka topic; the key is the event id, the value the event's JSON (one event per
+    message, the same JSON as a line of the local log)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        from confluent_kafka import Producer  # optional extra: recolake[kafka]
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_seconds: float = 10.0) -> None:
+        from confluent_kafka import KafkaException, Producer  # optional extra: recolake[kafka]
 
         self.topic = topic
-        self.producer = Producer(
-            {"bootstrap.servers": bootstrap_servers, "acks": "all", "enable.idempotence": True}
-        )
+        self.timeout_seconds = timeout_seconds
+        self.config = {
+            "bootstrap.servers": bootstrap_servers,
+            "acks": "all",  # every in-sync replica has it before the API answers 2xx
+            "enable.idempotence": True,  # producer retries write no duplicates
+            # Past this, the producer gives up on a message and reports it failed: the API
+            # answers 5xx instead of hanging, and the client retries (same event_id).
+            "message.timeout.ms": int(timeout_seconds * 1000),
+        }
+        self.producer = Producer(self.config)
+        self._refused = (BufferError, KafkaException)  # what produce() raises
 
     def append(self, events: Sequence[dict[str, Any]]) -> None:
+        """Produce the events and wait for the broker's acks for each of them. Called from
+        several API threads at once: each waits for its own events' delivery reports,
+        whichever thread's flush served them."""
+        if not events:
+            return
+        pending = len(events)
         errors: list[str] = []
+        lock = threading.Lock()
+        done = threading.Event()
 
         def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
+            nonlocal pending
+            with lock:
+                if err is not None:
+                    errors.append(str(err))
+                pending -= 1
+                if pending == 0:
+                    done.set()
 
-        for event in events:
-            self.producer.produce(
-                self.topic,
-                key=str(event["event_id"]).encode(),
-                value=json.dumps(event, separators=(",", ":")).encode(),
-                on_delivery=on_delivery,
-            )
-        remaining = self.producer.flush(10)
-        if remaining or errors:
-            raise OSError(f"Kafka did not acknowledge {remaining} event(s): {errors[:3]}")
+        try:
+            for event in events:
+                self.producer.produce(
+                    self.topic,
+                    key=str(event["event_id"]).encode(),
+                    value=json.dumps(event, separators=(",", ":")).encode(),
+                    on_delivery=on_delivery,
+                )
+        except self._refused as exc:
+            raise OSError(f"Kafka producer refused an event: {exc}") from exc
+        deadline = time.monotonic() + self.timeout_seconds + 5  # message.timeout.ms fires first
+        while not done.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.producer.flush(min(left, 1.0))  # serves delivery reports (any thread's)
+            done.wait(0.001)
+        with lock:
+            if pending or errors:
+                raise OSError(
+                    f"Kafka did not acknowledge {pending + len(errors)} of {len(events)} "
+                    f"event(s) on {self.topic!r}: {errors[:3]}"
+                )
 
     def close(self) -> None:
-        self.producer.flush(10)
+        self.producer.flush(self.timeout_seconds)
 
 
 def open_event_log(settings: Settings) -> EventLog:
     if settings.event_log == "kafka":
-        return KafkaEventLog(settings.kafka_bootstrap_servers, settings.kafka_topic)
+        return KafkaEventLog(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic,
+            timeout_seconds=settings.kafka_delivery_timeout_seconds,
+        )
     return LocalEventLog(settings.landing_dir)

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     )
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "recolake-events"
+    kafka_delivery_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Kafka event log: how long a POST waits for the broker's acks (acks=all) "
+        "before it fails (the producer stops retrying them then too).",
+    )
     events_max_batch: int = Field(default=500, ge=1, description="Events per POST at most.")
     events_max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Request body limit, checked before parsing."
