@@ -157,6 +157,15 @@ class Settings(BaseSettings):
     catalog_refresh_seconds: int = Field(
         default=600, ge=1, description="How often the streaming job reloads item categories."
     )
+    stream_pidfile: str = Field(
+        default=str(VAR_DIR / "streaming.pid"),
+        description="Pid of the streaming job the recolake_streaming DAG started (log: .log).",
+    )
+    stream_max_lag_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="recolake_streaming alerts when a landed file waits longer than this.",
+    )
 
     # --- privacy -------------------------------------------------------------------------
     pseudonymisation_key: SecretStr | None = Field(

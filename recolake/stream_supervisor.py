@@ -1,0 +1,210 @@
+"""Supervising the long-running streaming job from outside (the recolake_streaming DAG).
+
+Plain Python (no pyspark, no Airflow), so it runs in Airflow's own venv and is unit-tested
+without either:
+
+- ``is_running``: the pid recorded in the pidfile is alive, not a zombie, and (on Linux) still
+  the streaming job, so a pid reused by another process after a crash does not count.
+- ``start_detached``: spark-submit in its own session (process group = its pid, so one
+  ``killpg`` stops the JVM and its Python driver), stdout/stderr appended to a log; the pid
+  is written atomically to the pidfile.
+- ``lag_seconds``: how long the oldest landed file has been waiting for one query. A file is
+  done once the batch that read it is committed: the file source's log
+  (``<checkpoint>/sources/0/<batch>`` and its ``.compact`` files, one JSON line per file)
+  says which batch read it, ``<checkpoint>/commits/<batch>`` that the batch finished. An idle
+  log whose files are all committed has lag 0 however old they are; a job that is down or
+  stuck has a lag that grows with the age of what it has not read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from recolake.settings import PROJECT_ROOT, Settings
+
+#: The streaming queries of pipelines/streaming.py, one checkpoint each under
+#: settings.stream_checkpoint_dir.
+QUERIES = ("redis", "lake")
+STREAMING_APP = "pipelines/streaming.py"
+
+
+class StreamBehindError(RuntimeError):
+    """A query has left landed events unprocessed for longer than the limit (the alert)."""
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def read_pid(pidfile: str | Path) -> int | None:
+    try:
+        text = Path(pidfile).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def is_running(pidfile: str | Path, marker: str = STREAMING_APP) -> int | None:
+    """The recorded pid if that process is alive and still ours, else None."""
+    pid = read_pid(pidfile)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive but someone else's: a reused pid
+        return None
+    proc = Path("/proc") / str(pid)
+    if proc.is_dir():  # Linux: rule out zombies and reused pids
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited meanwhile
+            return None
+        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X") or marker not in cmdline:
+            return None
+    return pid
+
+
+def start_detached(
+    command: Sequence[str],
+    pidfile: str | Path,
+    *,
+    cwd: str | Path = PROJECT_ROOT,
+    env: Mapping[str, str] | None = None,
+    settle_seconds: float = 3.0,
+) -> int:
+    """Start ``command`` in a new session (it outlives the caller), log to ``<pidfile>.log``,
+    record its pid. Fails when it exits within ``settle_seconds`` (a missing zip or jar, a
+    bad setting), with the log's tail, instead of leaving a dead pid behind."""
+    pidfile = Path(pidfile)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    log_path = pidfile.with_suffix(".log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    tmp = pidfile.with_name(f".{pidfile.name}.tmp")
+    tmp.write_text(str(proc.pid))
+    os.replace(tmp, pidfile)
+    try:
+        code = proc.wait(timeout=settle_seconds)
+    except subprocess.TimeoutExpired:
+        return proc.pid
+    tail = log_path.read_bytes()[-3000:].decode(errors="replace")
+    raise RuntimeError(f"streaming job exited at start-up with code {code}; {log_path}:\n{tail}")
+
+
+def streaming_command(home: str | Path = PROJECT_ROOT) -> list[str]:
+    """spark-submit of the streaming job, shipped like every other job."""
+    home = Path(home)
+    return [str(home / "scripts" / "spark-submit.sh"), str(home / STREAMING_APP)]
+
+
+def ensure_running(settings: Settings, home: str | Path = PROJECT_ROOT) -> tuple[int, bool]:
+    """(pid, started): the running job's pid, or start one."""
+    pid = is_running(settings.stream_pidfile)
+    if pid is not None:
+        return pid, False
+    return start_detached(streaming_command(home), settings.stream_pidfile, cwd=home), True
+
+
+# --------------------------------------------------------------------------- the lag
+
+
+def _batch_files(folder: Path) -> list[Path]:
+    """Entries of a Spark metadata log folder: ``<n>`` and ``<n>.compact`` (no .crc/tmp)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.name.split(".", 1)[0].isdigit()]
+
+
+def last_committed_batch(checkpoint: str | Path) -> int | None:
+    batches = [int(p.name) for p in _batch_files(Path(checkpoint) / "commits") if p.name.isdigit()]
+    return max(batches, default=None)
+
+
+def committed_files(checkpoint: str | Path) -> set[str]:
+    """Names of the files read by committed batches of the query's file source."""
+    last = last_committed_batch(checkpoint)
+    if last is None:
+        return set()
+    names: set[str] = set()
+    for entry in _batch_files(Path(checkpoint) / "sources" / "0"):
+        if int(entry.name.split(".", 1)[0]) > last and not entry.name.endswith(".compact"):
+            continue  # planned, not committed (a compact file may cover later batches)
+        lines = entry.read_text().splitlines()
+        for line in lines[1:]:  # line 0 is the log version ("v1")
+            if line.strip():
+                record = json.loads(line)
+                if record["batchId"] <= last:
+                    names.add(Path(unquote(urlparse(record["path"]).path)).name)
+    return names
+
+
+def landed_files(landing_dir: str | Path) -> dict[str, float]:
+    """name -> mtime of the files Spark's file source reads (it skips names starting with . or
+    _, e.g. the event log's in-flight temp files)."""
+    out: dict[str, float] = {}
+    try:
+        entries = os.scandir(landing_dir)
+    except FileNotFoundError:
+        return out
+    with entries:
+        for entry in entries:
+            if entry.name[0] not in "._" and entry.is_file():
+                out[entry.name] = entry.stat().st_mtime
+    return out
+
+
+def lag_seconds(
+    landing_dir: str | Path,
+    checkpoint: str | Path,
+    now: float | None = None,
+    landed: Mapping[str, float] | None = None,
+) -> float:
+    """Age of the oldest landed file no committed batch of this query has read (0: none)."""
+    landed = landed_files(landing_dir) if landed is None else landed
+    done = committed_files(checkpoint)
+    waiting = [mtime for name, mtime in landed.items() if name not in done]
+    if not waiting:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - min(waiting))
+
+
+def query_lags(settings: Settings, now: float | None = None) -> dict[str, float]:
+    """lag_seconds of each streaming query (the local event log only)."""
+    if settings.event_log != "local":
+        raise ValueError(
+            "the lag check reads the landing dir (RECOLAKE_EVENT_LOG=local); with Kafka, "
+            "watch the consumer lag of the topic instead"
+        )
+    landed = landed_files(settings.landing_dir)
+    root = Path(settings.stream_checkpoint_dir)
+    return {q: lag_seconds(settings.landing_dir, root / q, now, landed) for q in QUERIES}
+
+
+def check_lag(settings: Settings, now: float | None = None) -> dict[str, float]:
+    """query_lags, raising StreamBehindError when any exceeds ``stream_max_lag_seconds``."""
+    lags = query_lags(settings, now)
+    limit = settings.stream_max_lag_seconds
+    behind = {q: lag for q, lag in lags.items() if lag > limit}
+    if behind:
+        detail = ", ".join(f"{q} query {lag:.0f} s" for q, lag in sorted(behind.items()))
+        raise StreamBehindError(
+            f"streaming job is behind: {detail} since the oldest unprocessed file in "
+            f"{settings.landing_dir} landed (limit {limit:.0f} s)"
+        )
+    return lags
