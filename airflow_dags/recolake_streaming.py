@@ -13,6 +13,11 @@ Every 5 minutes (one run at a time):
                   files are all committed is not behind, however old they are.
 The logic is in recolake/stream_supervisor.py (no pyspark: it runs in Airflow's venv); paths
 come from the same RECOLAKE_* settings the job reads. Nothing is done at import.
+
+The job lives in its own session, so Airflow killing a task's process group (timeout) does not
+reach it; but it runs on the worker host, next to the pidfile: use a LocalExecutor or a Celery
+queue pinned to one host. Where tasks run in throw-away pods (KubernetesExecutor), run the job
+as a Deployment/systemd service instead and keep only check_lag here.
 """
 
 from __future__ import annotations
