@@ -43,8 +43,11 @@ def test_is_running_only_for_a_live_streaming_pid(tmp_path):
         assert sup.is_running(pidfile) == ours.pid
         pidfile.write_text(str(other.pid))  # a reused pid: alive, but not the job
         assert sup.is_running(pidfile) is None
-        ours.kill()
-        time.sleep(0.2)  # a zombie now (not waited for): not running
+        ours.kill()  # a zombie (not waited for): not running
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{ours.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         pidfile.write_text(str(ours.pid))
         assert sup.is_running(pidfile) is None
         ours.wait()
