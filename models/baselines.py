@@ -19,9 +19,14 @@ from features.transforms import require_columns, weight_column
 from models.topk import rank_within
 
 
-def _max_seen(seen: DataFrame, col_user: str) -> int:
-    """Most items any one user has interacted with: how far down a ranking exclusions reach."""
-    return seen.groupBy(col_user).count().agg(F.max("count")).first()[0] or 0
+def _max_seen(seen: DataFrame, users: DataFrame, col_user: str) -> int:
+    """Most items any of ``users`` has interacted with: how far down a ranking exclusions reach.
+
+    Only the users being scored count: one wholesaler outside the evaluated set must not
+    deepen everyone's candidate list.
+    """
+    mine = seen.join(users.select(col_user).distinct(), col_user, "left_semi")
+    return mine.groupBy(col_user).count().agg(F.max("count")).first()[0] or 0
 
 
 def popular_for_users(
@@ -34,7 +39,7 @@ def popular_for_users(
     col_item: str = c.ITEM_ID,
 ) -> DataFrame:
     """Top-k popular items per user, skipping items the user has already interacted with."""
-    max_seen = _max_seen(seen, col_user)
+    max_seen = _max_seen(seen, users, col_user)
     head = popularity.where(F.col(c.RANK) <= k + max_seen).select(
         col_item, (-F.col(c.RANK).cast("double")).alias(c.SCORE)
     )
@@ -147,8 +152,8 @@ def popular_in_user_categories(
             "pass one snapshot (filter gold.item_catalog on ds)"
         )
 
-    depth = k + _max_seen(interactions, col_user)
     user_ids = users.select(col_user).distinct()
+    depth = k + _max_seen(interactions, user_ids, col_user)
     favourite = user_top_categories(
         interactions.join(user_ids, col_user, "left_semi"),
         catalog,
