@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,14 +76,32 @@ class KafkaEventLog:
             # Past this, the producer gives up on a message and reports it failed: the API
             # answers 5xx instead of hanging, and the client retries (same event_id).
             "message.timeout.ms": int(timeout_seconds * 1000),
+            # Each request waits for its acks: send at once. Concurrent requests still share
+            # batches (what is queued while a request is in flight goes together).
+            "linger.ms": 0,
         }
         self.producer = Producer(self.config)
         self._refused = (BufferError, KafkaException)  # what produce() raises
+        # One thread serves every delivery report, the moment it arrives; each append waits
+        # on its own Event. (Callers polling or flushing themselves would wait for each
+        # other's messages under load.) The thread holds the producer, not self, so the
+        # finalizer stops it once the log is dropped without close().
+        self._stopped = threading.Event()
+        producer, stopped = self.producer, self._stopped
+
+        def serve_delivery_reports() -> None:
+            while not stopped.is_set():
+                producer.poll(0.1)
+
+        self._poller = threading.Thread(
+            target=serve_delivery_reports, name="kafka-event-log", daemon=True
+        )
+        self._poller.start()
+        weakref.finalize(self, stopped.set)
 
     def append(self, events: Sequence[dict[str, Any]]) -> None:
-        """Produce the events and wait for the broker's acks for each of them. Called from
-        several API threads at once: each waits for its own events' delivery reports,
-        whichever thread's flush served them."""
+        """Produce the events and wait for the broker's ack of each of them (called from
+        several API threads at once)."""
         if not events:
             return
         pending = len(events)
@@ -110,10 +128,7 @@ class KafkaEventLog:
                 )
         except self._refused as exc:
             raise OSError(f"Kafka producer refused an event: {exc}") from exc
-        deadline = time.monotonic() + self.timeout_seconds + 5  # message.timeout.ms fires first
-        while not done.is_set() and (left := deadline - time.monotonic()) > 0:
-            self.producer.flush(min(left, 1.0))  # serves delivery reports (any thread's)
-            done.wait(0.001)
+        done.wait(self.timeout_seconds + 5)  # message.timeout.ms reports a failure first
         with lock:
             if pending or errors:
                 raise OSError(
@@ -123,6 +138,9 @@ class KafkaEventLog:
 
     def close(self) -> None:
         self.producer.flush(self.timeout_seconds)
+        self._stopped.set()
+        self._poller.join(timeout=5)
+        self.producer.close()  # its threads and connections (no more reconnect attempts)
 
 
 def open_event_log(settings: Settings) -> EventLog:

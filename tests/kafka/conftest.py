@@ -1,7 +1,7 @@
 """A real Apache Kafka broker (KRaft: broker and controller in one JVM, no ZooKeeper) for
 the Kafka event log's tests, from the jars `make kafka-jars` resolves (scripts/kafka/pom.xml)
-into ./jars-kafka. Started once per test session, on free loopback ports, with its data and
-log in a temp dir. Nothing is skipped: without Java or the jars the tests fail, loudly."""
+into ./jars-kafka. Started once for this folder's tests, on free loopback ports, with its data
+and log in a temp dir. Nothing is skipped: without Java or the jars the tests fail, loudly."""
 
 from __future__ import annotations
 
@@ -118,10 +118,10 @@ class KafkaBroker:
         self.stdout.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     started = time.perf_counter()
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))  # stopped when tests/kafka is done
     print(f"Kafka broker ready in {time.perf_counter() - started:.1f} s")
     yield broker
     broker.stop()
@@ -133,3 +133,21 @@ def kafka_topic(kafka_broker: KafkaBroker) -> str:
     name = f"events-{uuid.uuid4().hex[:12]}"
     kafka_broker.create_topic(name)
     return name
+
+
+@pytest.fixture
+def kafka_api(api_server_factory):
+    """api_server_factory, and each app's Kafka producer closed afterwards (the app does not
+    close its event log at shutdown: it would go on reconnecting to the stopped broker)."""
+    servers = []
+
+    def start(settings):
+        server = api_server_factory(settings)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        log = getattr(server.server.config.app.state, "event_log", None)
+        if log is not None:
+            log.close()

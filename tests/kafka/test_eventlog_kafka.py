@@ -70,14 +70,16 @@ def kafka_settings(tmp_path, redis_url, bootstrap_servers, topic, **overrides):
 
 
 def test_posted_events_land_in_the_topic_once_acknowledged(
-    tmp_path, redis_server, kafka_broker, kafka_topic, api_server_factory
+    tmp_path, redis_server, kafka_broker, kafka_topic, kafka_api
 ):
     settings = kafka_settings(
         tmp_path, redis_server.url, kafka_broker.bootstrap_servers, kafka_topic
     )
-    producer_config = open_event_log(settings).config
+    log = open_event_log(settings)
+    producer_config = log.config
+    log.close()
     assert producer_config["acks"] == "all" and producer_config["enable.idempotence"] is True
-    api = api_server_factory(settings)
+    api = kafka_api(settings)
     with httpx.Client(base_url=api.url, timeout=30) as client:
         one = client.post(
             "/v1/events",
@@ -151,11 +153,10 @@ def test_unacknowledged_events_fail_the_append(kafka_broker, what):
     with pytest.raises(OSError, match="Kafka did not acknowledge 1 of 1"):
         log.append([{"event_id": "x", "item_id": "i"}])
     assert time.monotonic() - started < 10
+    log.close()
 
 
-def test_api_answers_5xx_when_kafka_does_not_acknowledge(
-    tmp_path, redis_server, api_server_factory
-):
+def test_api_answers_5xx_when_kafka_does_not_acknowledge(tmp_path, redis_server, kafka_api):
     settings = kafka_settings(
         tmp_path,
         redis_server.url,
@@ -163,7 +164,7 @@ def test_api_answers_5xx_when_kafka_does_not_acknowledge(
         "events",
         kafka_delivery_timeout_seconds=1.5,
     )
-    api = api_server_factory(settings)
+    api = kafka_api(settings)
     event = {"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": now_iso()}
     response = httpx.post(f"{api.url}/v1/events", json=event, headers=AUTH, timeout=30)
     assert response.status_code >= 500  # never 202: nothing was stored

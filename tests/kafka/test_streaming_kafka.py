@@ -95,12 +95,12 @@ def kafka_stream(tmp_path, redis_server, kafka_broker, kafka_topic, spark):
 
 
 def test_kafka_events_to_redis_and_bronze_exactly_once_across_restart(
-    kafka_stream, kafka_broker, spark, redis_client, api_server_factory, tmp_path
+    kafka_stream, kafka_broker, spark, redis_client, kafka_api, tmp_path
 ):
     from confluent_kafka import Producer
 
     settings = kafka_stream
-    api = api_server_factory(settings)
+    api = kafka_api(settings)
     now = datetime.now(UTC)
     first = {
         "event_id": "first",
