@@ -6,8 +6,9 @@ Two backends, chosen by ``settings.event_log``:
   written to a hidden temp file, fsynced, then ``os.replace``d in (atomic: the streaming
   job's file source never sees a half-written file; names starting with ``.`` are ignored
   by Spark's file source).
-- ``kafka``: a ``confluent-kafka`` producer (optional extra ``recolake[kafka]``), flushed
-  before the API answers, with ``acks=all`` and idempotence on.
+- ``kafka``: a ``confluent-kafka`` producer (optional extra ``recolake[kafka]``), idempotent,
+  ``acks=all``; ``append`` waits for the broker's ack of every event, and fails once
+  ``settings.kafka_delivery_timeout_seconds`` pass without one.
 
 Either way ``append`` returns only once the events are durable, so the 2xx means "stored".
 """
