@@ -1,12 +1,14 @@
 """recolake_nightly: the nightly batch as one Airflow task per Spark job.
 
-    ingest -> silver -> gold -> (item_cf, content) -> train -> publish
+    ingest -> silver -> gold -> (train, item_cf, content) -> evaluate -> promote -> publish
 
-`train` fits ALS, evaluates it next to the baselines/item_cf/content on the same time split
-and holds the promotion gate (champion alias only when not worse), so it runs after item_cf and
-content, whose tables it evaluates. Every task is `spark-submit pipelines/<job>.py --ds {{ ds }}`;
-each job overwrites only its own partition/as-of state, so clearing a past run (or
-`airflow backfill create`) rebuilds that date alone.
+`train` tunes ALS on a validation split and registers it as the candidate; item-item CF and
+content run beside it. `evaluate` measures the candidate, the champion's configuration, CF,
+content, the baselines and the offline hybrid on one time split (JSON + HTML report + MLflow);
+`promote` is the gate (champion alias only when not worse); `publish` serves the champion.
+Every task is `spark-submit pipelines/<job>.py --ds {{ ds }}`; each job overwrites only its
+own partition/as-of state, so clearing a past run (or `airflow backfill create`) rebuilds
+that date alone.
 
 Thin on purpose: paths and ids from the environment (read once, no I/O at import), the
 master from the Spark connection (`RECOLAKE_SPARK_CONN_ID`, default `recolake_spark`, e.g.
@@ -46,6 +48,8 @@ JOBS: dict[str, tuple[list[str], timedelta]] = {
     "item_cf": ([], timedelta(minutes=45)),
     "content": ([], timedelta(minutes=30)),
     "train": ([], timedelta(hours=2)),
+    "evaluate": ([], timedelta(hours=2)),
+    "promote": ([], timedelta(minutes=10)),
     "publish": ([], timedelta(minutes=30)),
 }
 
@@ -55,9 +59,12 @@ EDGES = [
     ("silver", "gold"),
     ("gold", "item_cf"),
     ("gold", "content"),
-    ("item_cf", "train"),
-    ("content", "train"),
-    ("train", "publish"),
+    ("gold", "train"),
+    ("train", "evaluate"),
+    ("item_cf", "evaluate"),
+    ("content", "evaluate"),
+    ("evaluate", "promote"),
+    ("promote", "publish"),
 ]
 
 
@@ -77,7 +84,7 @@ default_args = {
 
 with DAG(
     dag_id="recolake_nightly",
-    description="ingest -> silver -> gold -> item_cf, content -> train (+gate) -> publish",
+    description="ingest, silver, gold, ALS + item_cf + content, evaluate, promote, publish",
     schedule="@daily",
     # Early enough that any date of the data (the sample ends 2011-12-09) can be backfilled;
     # harmless with catchup off.

@@ -9,9 +9,10 @@ get the popularity fallback, whose quality the popularity baseline measures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyspark.ml.evaluation import RankingEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -216,3 +217,69 @@ def beyond_accuracy(
         f"diversity@{k}": intra_list_diversity(recommendations, catalog, k),
         f"novelty@{k}": novelty(recommendations, interactions, k),
     }
+
+
+def popularity_deciles(interactions: DataFrame, buckets: int = 10) -> DataFrame:
+    """(item_id, decile): items by number of training users, 1 = the most popular tenth."""
+    counts = interactions.select(c.USER_KEY, c.ITEM_ID).distinct().groupBy(c.ITEM_ID).count()
+    order = Window.orderBy(F.desc("count"), F.asc(c.ITEM_ID))
+    return counts.select(c.ITEM_ID, F.ntile(buckets).over(order).alias("_decile"))
+
+
+def popularity_profile(
+    frame: DataFrame, deciles: DataFrame, *, k: int | None = None, buckets: int = 10
+) -> list[float]:
+    """Share of ``frame``'s rows (top-k recommendations, or training interactions when k is
+    None) per popularity decile; items unknown in training count in the last decile. A
+    model with a popularity bias piles up in the first deciles."""
+    rows = frame if k is None else _top(frame, k)
+    counts = (
+        rows.select(c.ITEM_ID)
+        .join(deciles, c.ITEM_ID, "left")
+        .select(F.coalesce("_decile", F.lit(buckets)).alias("_decile"))
+        .groupBy("_decile")
+        .count()
+        .collect()
+    )
+    total = sum(r["count"] for r in counts)
+    by_decile = {r["_decile"]: r["count"] for r in counts}
+    return [by_decile.get(d, 0) / total if total else 0.0 for d in range(1, buckets + 1)]
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One time-based split, prepared once for every model measured on it."""
+
+    train_events: DataFrame
+    train_strength: DataFrame  # user_item_strength as of the cutoff, from train events only
+    truth: DataFrame  # (user_key, item_id): new positive items in [cutoff, end)
+    users: DataFrame  # user_key of every evaluated user
+    history: DataFrame  # the evaluated users' training strength rows
+    cutoff: datetime
+    end: datetime
+
+    def unpersist(self) -> None:
+        self.train_strength.unpersist()
+        self.truth.unpersist()
+
+
+def prepare_split(
+    events: DataFrame,
+    cutoff: datetime,
+    end: datetime,
+    *,
+    weights: dict[str, float],
+    half_life_days: float,
+) -> EvalSplit:
+    """Train strength before ``cutoff`` and ground truth in [cutoff, end), cached."""
+    from features.transforms import user_item_strength
+
+    split = time_split(events, cutoff, end)
+    strength = user_item_strength(
+        split.train, as_of=cutoff, weights=weights, half_life_days=half_life_days
+    ).cache()
+    positive = [t for t, w in weights.items() if w > 0]
+    truth = ground_truth(split.test, strength, positive_types=positive).cache()
+    users = truth.select(c.USER_KEY).distinct()
+    history = strength.join(users, c.USER_KEY, "left_semi")
+    return EvalSplit(split.train, strength, truth, users, history, cutoff, end)

@@ -56,6 +56,49 @@ def co_occurrence_neighbours(
     return rank_within(scored, top_n, col_user=col_item, col_item=c.NEIGHBOUR_ID)
 
 
+def history_and_basket_neighbours(
+    strength: DataFrame,
+    events: DataFrame,
+    *,
+    top_n: int,
+    min_support: int,
+    max_items: int,
+) -> dict[str, DataFrame]:
+    """{'co_view': ..., 'bought_together': ...} neighbours: user histories from ``strength``
+    (user_item_strength), baskets from the purchase / add-to-cart ``events`` per session.
+    Callers pass only the events and strength they may learn from (no hold-out leak)."""
+    histories = cap_groups(
+        strength, col_group=c.USER_KEY, col_order=c.STRENGTH, max_items=max_items
+    )
+    baskets = cap_groups(
+        events.where(
+            F.col(c.SESSION_ID).isNotNull() & F.col(c.EVENT_TYPE).isin("purchase", "add_to_cart")
+        )
+        .groupBy(c.SESSION_ID, c.ITEM_ID)
+        .agg(F.max(c.EVENT_TIME).alias("_t")),
+        col_group=c.SESSION_ID,
+        col_order="_t",
+        max_items=max_items,
+    )
+    return {
+        "co_view": co_occurrence_neighbours(
+            histories, col_group=c.USER_KEY, top_n=top_n, min_support=min_support
+        ),
+        "bought_together": co_occurrence_neighbours(
+            baskets, col_group=c.SESSION_ID, top_n=top_n, min_support=min_support
+        ),
+    }
+
+
+def merge_kinds(kinds: dict[str, DataFrame]) -> DataFrame:
+    """One neighbour list from several kinds: a pair in more than one keeps its best score."""
+    frames = [df.select(c.ITEM_ID, c.NEIGHBOUR_ID, c.SCORE) for df in kinds.values()]
+    both = frames[0]
+    for df in frames[1:]:
+        both = both.unionByName(df)
+    return both.groupBy(c.ITEM_ID, c.NEIGHBOUR_ID).agg(F.max(c.SCORE).alias(c.SCORE))
+
+
 def score_from_neighbours(
     history: DataFrame,
     neighbours: DataFrame,

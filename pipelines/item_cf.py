@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from features import columns as c
 from features import transforms
 from features.tables import GOLD_ITEM_CF_NEIGHBOURS, GOLD_USER_ITEM_STRENGTH, SILVER_EVENTS
-from models.item_cf import cap_groups, co_occurrence_neighbours
+from models.item_cf import history_and_basket_neighbours
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake.settings import Settings
 
@@ -33,34 +33,13 @@ class ItemCFCounts:
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> ItemCFCounts:
     as_of = transforms.end_of_day(ds)
-    top_n, support = settings.neighbours_top_n, settings.cf_min_support
-    histories = cap_groups(
+    frames = history_and_basket_neighbours(
         GOLD_USER_ITEM_STRENGTH.read(spark, settings).where(F.col(c.DS) == F.lit(ds)),
-        col_group=c.USER_KEY,
-        col_order=c.STRENGTH,
+        SILVER_EVENTS.read(spark, settings).where(F.col(c.EVENT_TIME) < F.lit(as_of)),
+        top_n=settings.neighbours_top_n,
+        min_support=settings.cf_min_support,
         max_items=settings.cf_max_items_per_group,
     )
-    baskets = cap_groups(
-        SILVER_EVENTS.read(spark, settings)
-        .where(
-            (F.col(c.EVENT_TIME) < F.lit(as_of))
-            & F.col(c.SESSION_ID).isNotNull()
-            & F.col(c.EVENT_TYPE).isin("purchase", "add_to_cart")
-        )
-        .groupBy(c.SESSION_ID, c.ITEM_ID)
-        .agg(F.max(c.EVENT_TIME).alias("_t")),
-        col_group=c.SESSION_ID,
-        col_order="_t",
-        max_items=settings.cf_max_items_per_group,
-    )
-    frames = {
-        "co_view": co_occurrence_neighbours(
-            histories, col_group=c.USER_KEY, top_n=top_n, min_support=support
-        ),
-        "bought_together": co_occurrence_neighbours(
-            baskets, col_group=c.SESSION_ID, top_n=top_n, min_support=support
-        ),
-    }
     counts = {}
     for kind, df in frames.items():
         out = transforms.with_ds(df.withColumn(c.KIND, F.lit(kind)), ds)

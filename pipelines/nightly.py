@@ -1,4 +1,4 @@
-"""Nightly: ingest -> silver -> gold -> item-item CF, content -> train -> publish, one session.
+"""Nightly: ingest -> silver -> gold -> item-CF, content, ALS -> evaluate -> promote -> publish.
 
     spark-submit pipelines/nightly.py --ds 2011-12-09 --format online_retail --events FILE
     recolake nightly            # the bundled sample, as `make demo` runs it
@@ -16,7 +16,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from pipelines import content, gold, ingest, item_cf, publish, silver, train
+from pipelines import content, evaluate, gold, ingest, item_cf, promote, publish, silver, train
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake.settings import PROJECT_ROOT, Settings
 
@@ -34,6 +34,8 @@ class NightlyResult:
     item_cf: item_cf.ItemCFCounts
     content_items: int
     train: train.TrainResult
+    evaluation: evaluate.EvaluationResult
+    promotion: promote.PromotionResult
     publish: publish.PublishResult
     seconds: float
 
@@ -43,7 +45,9 @@ class NightlyResult:
                 f"rows: {self.silver.report()}",
                 f"gold: {self.gold}",
                 f"neighbours: {self.item_cf}, content items={self.content_items}",
-                f"metrics@k (time-based hold-out):\n{self.train.report()}",
+                f"metrics@k (time-based hold-out):\n{self.evaluation.report_text()}",
+                f"ALS candidate v{self.train.model_version}, {self.train.report()}",
+                f"promotion: {self.promotion.reason}",
                 f"published version {self.publish.version}: model v{self.publish.model_version}, "
                 f"{self.publish.users} users, {self.publish.popular} popular items",
                 f"nightly wall time: {self.seconds:.1f} s",
@@ -71,6 +75,8 @@ def main(
     cf_counts = item_cf.run(spark, settings, args.ds)
     content_items = content.run(spark, settings, args.ds)
     trained = train.run(spark, settings, args.ds)
+    evaluation = evaluate.run(spark, settings, args.ds)
+    promotion = promote.run(settings, args.ds)
     published = publish.run(spark, settings, args.ds)
     result = NightlyResult(
         ingested,
@@ -79,6 +85,8 @@ def main(
         cf_counts,
         content_items,
         trained,
+        evaluation,
+        promotion,
         published,
         time.perf_counter() - started,
     )

@@ -20,9 +20,12 @@ JOBS = {
     "gold": "build feature tables as of --ds",
     "item_cf": "item-item neighbours from co-occurrence (co_view, bought_together)",
     "content": "TF-IDF content neighbours from the catalog",
-    "train": "train and evaluate ALS, register in MLflow",
+    "train": "tune ALS on validation, fit, register the candidate in MLflow",
+    "evaluate": "every model on one time split: --output JSON, MLflow, HTML report",
+    "promote": "promotion gate: candidate -> champion only if not worse",
     "publish": "publish the champion's recommendations to Redis",
-    "nightly": "ingest -> silver -> gold -> item_cf, content -> train -> publish",
+    "nightly": "ingest -> silver -> gold -> item_cf, content, train -> evaluate -> promote "
+    "-> publish",
     "streaming": "events log -> bronze + real-time features in Redis (runs until stopped)",
 }
 

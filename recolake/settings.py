@@ -195,6 +195,45 @@ class Settings(BaseSettings):
     als_reg_param: float = Field(default=0.1, ge=0)
     als_alpha: float = Field(default=20.0, gt=0)
     als_seed: int = 42
+    als_tune_ranks: list[int] = Field(
+        default_factory=lambda: [32, 64],
+        description="ALS tuning grid (train): ranks tried on the validation split; "
+        "empty = als_rank only. The grid is ranks x reg_params x alphas.",
+    )
+    als_tune_reg_params: list[float] = Field(default_factory=lambda: [0.01, 1.0])
+    als_tune_alphas: list[float] = Field(default_factory=lambda: [2.0, 20.0])
+    validation_days: int = Field(
+        default=14, ge=1, description="Last days before the hold-out used to tune and weigh."
+    )
+    primary_metric: Literal["ndcg", "precision", "recall", "map", "hit_rate"] = Field(
+        default="ndcg", description="What a candidate must not lose on to become champion."
+    )
+    candidate_alias: str = "candidate"
+    eval_depth: int = Field(
+        default=50, ge=1, le=500, description="List depth each model gives the offline hybrid."
+    )
+    hybrid_models: list[str] = Field(
+        default_factory=lambda: ["als", "item_cf", "content", "popularity"],
+        description="Models the offline hybrid fuses (weights chosen on validation).",
+    )
+    hybrid_weight_step: float = Field(
+        default=0.25, gt=0, le=1, description="Grid step of the hybrid's weight search."
+    )
+    trending_window_days: int = Field(default=7, ge=1, description="Trending baseline window.")
+    trending_half_life_days: float = Field(default=2.0, gt=0)
+    reports_dir: str = Field(
+        default=str(VAR_DIR / "reports"),
+        description="Where evaluate writes <ds>/evaluation.json and the HTML report.",
+    )
+
+    def als_grid(self) -> list[dict[str, float | int]]:
+        """The ALS tuning grid as parameter dicts (one point when tuning is off)."""
+        return [
+            {"rank": r, "reg_param": g, "alpha": a}
+            for r in (self.als_tune_ranks or [self.als_rank])
+            for g in (self.als_tune_reg_params or [self.als_reg_param])
+            for a in (self.als_tune_alphas or [self.als_alpha])
+        ]
 
     @field_validator("event_weights")
     @classmethod

@@ -30,3 +30,8 @@ def configure(settings: Settings) -> MlflowClient:
 
 def champion_uri(settings: Settings) -> str:
     return f"models:/{settings.registered_model_name}@{settings.champion_alias}"
+
+
+#: Run tag naming the nightly step that made a run (train, tune, evaluate); promote finds the
+#: evaluation of a date by it.
+STEP_TAG = "step"

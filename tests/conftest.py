@@ -93,6 +93,10 @@ def make_settings(root: Path, redis_url: str = "redis://127.0.0.1:1/0", **overri
         spark_shuffle_partitions=2,
         redis_buckets=4,
         publish_grace_seconds=5,
+        # One ALS grid point (no tuning trials) unless a test asks for a grid.
+        als_tune_ranks=[],
+        als_tune_reg_params=[],
+        als_tune_alphas=[],
     )
     values.update(overrides)
     return Settings(**values)

@@ -61,6 +61,9 @@ def recolake_env(root: Path, redis_url: str) -> dict[str, str]:
         "RECOLAKE_PUBLISH_GRACE_SECONDS": "5",
         "RECOLAKE_ALS_MAX_ITER": "5",
         "RECOLAKE_ALS_RANK": "16",
+        "RECOLAKE_ALS_TUNE_RANKS": "[]",
+        "RECOLAKE_ALS_TUNE_REG_PARAMS": "[]",
+        "RECOLAKE_ALS_TUNE_ALPHAS": "[]",
         "RECOLAKE_SPARK_DRIVER_MEMORY": "1g",
     }
 

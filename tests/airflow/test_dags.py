@@ -16,9 +16,12 @@ NIGHTLY_EDGES = {
     ("silver", "gold"),
     ("gold", "item_cf"),
     ("gold", "content"),
-    ("item_cf", "train"),
-    ("content", "train"),
-    ("train", "publish"),
+    ("gold", "train"),
+    ("train", "evaluate"),
+    ("item_cf", "evaluate"),
+    ("content", "evaluate"),
+    ("evaluate", "promote"),
+    ("promote", "publish"),
 }
 
 LOAD = """
