@@ -89,11 +89,11 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=10)
 
-    metrics = result.train.metrics
-    popularity = next((m for name, m in metrics.items() if name.startswith("popular")), None)
+    metrics = result.evaluation.metrics
+    popularity = metrics.get("popularity")
     print("\nall models (time-based hold-out):")
     for name, values in metrics.items():
-        print(f"  {name:<14}" + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
+        print(f"  {name:<23}" + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
     if popularity is None:
         print("no popularity model in the metrics: no ratio")
     else:
@@ -104,6 +104,10 @@ def main() -> None:
             base = popularity.get(k)
             if base:
                 print(f"  {k:<14} {best} / popularity = {v / base:.2f}x ({v:.4f} / {base:.4f})")
+    if result.evaluation.document["hybrid"]:
+        print(f"hybrid weights (validation): {result.evaluation.document['hybrid']['weights']}")
+    print(f"ALS chosen by tuning: {result.train.params.as_dict()}")
+    print(f"report: {result.evaluation.report}")
     print(f"nightly wall time: {result.seconds:.1f} s")
 
 

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from features import columns as c
 from features.tables import ITEM_INDEX, USER_INDEX
 from models.indexing import apply_index, build_index
-from models.topk import top_k_from_factors
+from models.topk import top_k_blocked
 from recolake.settings import Settings
 
 
@@ -87,11 +87,14 @@ def recommend(
     exclude: DataFrame,
     k: int,
 ) -> DataFrame:
-    """(user_key, item_id, score, rank) for the given user keys, excluded pairs removed."""
+    """(user_key, item_id, score, rank) for the given user keys, excluded pairs removed.
+
+    Scored as blocked matrix products (models.topk.top_k_blocked: benchmarks/als_speed.py
+    measured it against the SQL cross join and recommendForAllUsers)."""
     user_idx = apply_index(users.select(c.USER_KEY).distinct(), indexes.users, c.USER_KEY)
     user_factors = model.userFactors.join(
         user_idx.select(F.col(c.USER_IDX).alias("id")), "id", "left_semi"
     )
     excluded = indexes.encode(exclude.select(c.USER_KEY, c.ITEM_ID))
-    ranked = top_k_from_factors(user_factors, model.itemFactors, k, excluded)
+    ranked = top_k_blocked(user_factors, model.itemFactors, k, excluded)
     return indexes.decode(ranked).select(c.USER_KEY, c.ITEM_ID, c.SCORE, c.RANK)

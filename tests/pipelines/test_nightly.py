@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features.tables import BRONZE_EVENTS, GOLD_USER_ITEM_STRENGTH, QUARANTINE_EVENTS, SILVER_EVENTS
+from models.offline import MODELS
 from pipelines import nightly
 from recolake.privacy import pseudonymise
 from recolake.redis_layout import RedisLayout
@@ -64,29 +65,29 @@ def test_nightly_end_to_end_and_rerun(
     assert counts.quarantine_reasons["missing_user_id"] > 0
     assert counts.quarantine_reasons["unparseable_timestamp"] == 1
     assert counts.quarantine_reasons["cancellation"] > 0
-    assert set(first.train.metrics) == {"als", "popularity", "item_cf", "content"}
-    assert 0 < first.train.metrics["als"]["ndcg@10"] <= 1
+    metrics = first.evaluation.metrics
+    assert set(metrics) == {*MODELS, "hybrid"}
+    assert 0 < metrics["als"]["ndcg@10"] <= 1
     assert first.item_cf.co_view > 0 and first.item_cf.bought_together > 0
     assert first.content_items > 0
-    for values in first.train.metrics.values():
+    for values in metrics.values():
         assert 0 <= values["hit_rate@10"] <= 1 and 0 < values["coverage@10"] <= 1
         assert values["hit_rate@10"] >= values["precision@10"]
         assert 0 <= values["diversity@10"] <= 1 and values["novelty@10"] >= 0
     # Popularity recommends the same few items to everyone: least coverage, least novelty.
-    pop = first.train.metrics["popularity"]
-    assert pop["coverage@10"] < first.train.metrics["item_cf"]["coverage@10"]
-    assert pop["novelty@10"] < first.train.metrics["content"]["novelty@10"]
+    pop = metrics["popularity"]
+    assert pop["coverage@10"] < metrics["item_cf"]["coverage@10"]
+    assert pop["novelty@10"] < metrics["content"]["novelty@10"]
+    assert first.evaluation.report.exists() and first.promotion.promoted
 
     # MLflow: metrics, lineage and the champion alias are recorded.
     client = MlflowClient(settings.mlflow_tracking_uri)
-    run = client.get_run(first.train.run_id)
-    assert run.data.metrics["als.ndcg_at_10"] == pytest.approx(
-        first.train.metrics["als"]["ndcg@10"]
-    )
-    assert int(run.data.tags["delta_version.silver.events"]) >= 0
+    run = client.get_run(first.evaluation.run_id)
+    assert run.data.metrics["als.ndcg_at_10"] == pytest.approx(metrics["als"]["ndcg@10"])
     assert run.data.metrics["item_cf.hit_rate_at_10"] == pytest.approx(
-        first.train.metrics["item_cf"]["hit_rate@10"]
+        metrics["item_cf"]["hit_rate@10"]
     )
+    assert int(client.get_run(first.train.run_id).data.tags["delta_version.silver.events"]) >= 0
     champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
     assert champion.run_id == first.train.run_id
 
