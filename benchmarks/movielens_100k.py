@@ -13,7 +13,9 @@ min(|relevant|, k)); the published MAP is Recommenders' `map` (full list, divide
 
 ALS (implicit) parameters are chosen on a validation split carved from training with the
 same stratified split (75/25 of training, seed 43), then refitted on the whole training set.
-Item-item CF and the content model (u.item title + genres) come from models/ when present.
+Item-item CF, the content model (u.item title + genres) and popularity come from models/;
+the offline hybrid (models/hybrid.py) fuses the four lists with weights chosen on the same
+validation split, then is measured on the test split like the others.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from features import columns as c  # noqa: E402
 from models.evaluation import RankingEvaluation  # noqa: E402
+from models.hybrid import fuse, ndcg_by_weights, weight_grid  # noqa: E402
 from models.topk import rank_within, top_k_blocked  # noqa: E402
 
 K = 10
@@ -50,10 +53,12 @@ GENRES = [
     "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ]  # fmt: skip
 ALS_GRID = [
-    # (rank, regParam, alpha): kept small, a grid point costs about a minute on 2 busy cores
-    (64, 5.0, 10.0),
-    (128, 10.0, 20.0),
+    # (rank, regParam, alpha); a grid point costs 20-60 s on 2 cores
+    (rank, reg, alpha)
+    for rank in (64, 128)
+    for reg, alpha in ((0.1, 1.0), (1.0, 5.0), (5.0, 10.0))
 ]
+DEPTH = 50  # list depth each model gives the hybrid
 
 
 def stratified_split(df: DataFrame, ratio: float, seed: int) -> tuple[DataFrame, DataFrame]:
@@ -99,7 +104,9 @@ def load(spark: SparkSession, folder: Path) -> tuple[DataFrame, DataFrame]:
     return ratings, items
 
 
-def als_recs(train: DataFrame, rank: int, reg: float, alpha: float) -> DataFrame:
+def als_recs(
+    train: DataFrame, rank: int, reg: float, alpha: float, depth: int = DEPTH
+) -> DataFrame:
     model = ALS(
         rank=rank,
         maxIter=10,
@@ -114,7 +121,7 @@ def als_recs(train: DataFrame, rank: int, reg: float, alpha: float) -> DataFrame
         numItemBlocks=2,
     ).fit(train)
     ranked = top_k_blocked(
-        model.userFactors, model.itemFactors, K, train.select(c.USER_IDX, c.ITEM_IDX)
+        model.userFactors, model.itemFactors, depth, train.select(c.USER_IDX, c.ITEM_IDX)
     )
     return ranked.select(
         F.col(c.USER_IDX).cast("string").alias(c.USER_KEY),
@@ -134,14 +141,14 @@ def popularity_recs(train: DataFrame) -> DataFrame:
         col_user="_all",
         col_item=c.ITEM_ID,
     )
-    return popular_for_users(train, popularity, train, K)
+    return popular_for_users(train, popularity, train, DEPTH)
 
 
 def item_cf_recs(train: DataFrame) -> DataFrame:
     from models.item_cf import co_occurrence_neighbours, score_from_neighbours
 
     neighbours = co_occurrence_neighbours(train, col_group=c.USER_KEY, top_n=50, min_support=2)
-    return score_from_neighbours(train.withColumn(c.STRENGTH, F.lit(1.0)), neighbours, K)
+    return score_from_neighbours(train.withColumn(c.STRENGTH, F.lit(1.0)), neighbours, DEPTH)
 
 
 def content_recs(train: DataFrame, items: DataFrame) -> DataFrame:
@@ -149,17 +156,18 @@ def content_recs(train: DataFrame, items: DataFrame) -> DataFrame:
     from models.item_cf import score_from_neighbours
 
     neighbours = content_neighbours(items, top_n=50)
-    return score_from_neighbours(train.withColumn(c.STRENGTH, F.lit(1.0)), neighbours, K)
+    return score_from_neighbours(train.withColumn(c.STRENGTH, F.lit(1.0)), neighbours, DEPTH)
 
 
 def evaluate(recs: DataFrame, truth: DataFrame) -> dict[str, float]:
-    ev = RankingEvaluation(recs, truth.select(c.USER_KEY, c.ITEM_ID), K)
+    ev = RankingEvaluation(recs.where(F.col(c.RANK) <= K), truth.select(c.USER_KEY, c.ITEM_ID), K)
     return {"map": ev.map(), "ndcg": ev.ndcg(), "precision": ev.precision(), "recall": ev.recall()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/movielens_100k")
+    parser.add_argument("--hybrid-step", type=float, default=0.25, help="weight grid step")
     args = parser.parse_args()
     from recolake.settings import Settings
     from recolake.spark import build_session
@@ -172,28 +180,59 @@ def main() -> None:
     print(f"split: {train.count():,} train, {test.count():,} test (75/25 per item, seed 42)")
 
     fit, valid = stratified_split(train, 0.75, seed=43)
-    best, best_ndcg = None, -1.0
+    best, best_ndcg, best_lists = None, -1.0, None
     print("ALS (implicit) tuning on a validation split of training (nDCG@10):")
     for rank, reg, alpha in ALS_GRID:
-        ndcg = evaluate(als_recs(fit, rank, reg, alpha), valid)["ndcg"]
-        print(f"  rank={rank:<4d} regParam={reg:<5} alpha={alpha:<5} nDCG@10={ndcg:.4f}")
+        t0 = time.perf_counter()
+        recs = als_recs(fit, rank, reg, alpha).cache()
+        ndcg = evaluate(recs, valid)["ndcg"]
+        print(
+            f"  rank={rank:<4d} regParam={reg:<5} alpha={alpha:<5} nDCG@10={ndcg:.4f} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         if ndcg > best_ndcg:
-            best, best_ndcg = (rank, reg, alpha), ndcg
+            if best_lists is not None:
+                best_lists.unpersist()
+            best, best_ndcg, best_lists = (rank, reg, alpha), ndcg, recs
+        else:
+            recs.unpersist()
     print(f"  chosen: rank={best[0]} regParam={best[1]} alpha={best[2]}")
 
-    results: list[tuple[str, dict[str, float]]] = []
-    results.append(
-        (f"ALS implicit rank={best[0]} (recolake)", evaluate(als_recs(train, *best), test))
+    # Offline hybrid (models/hybrid.py): weights chosen on the same validation split.
+    valid_lists = {
+        "als": best_lists,
+        "item_cf": item_cf_recs(fit).cache(),
+        "content": content_recs(fit, items).cache(),
+        "popularity": popularity_recs(fit).cache(),
+    }
+    grid = weight_grid(list(valid_lists), args.hybrid_step)
+    ranked = ndcg_by_weights(valid_lists, valid.select(c.USER_KEY, c.ITEM_ID), grid, K, DEPTH)
+    weights = ranked[0][0]
+    print(
+        f"hybrid weights chosen on validation ({len(grid)} grid points): "
+        + ", ".join(f"{m}={w:g}" for m, w in weights.items())
+        + f" (validation nDCG@10 {ranked[0][1]:.4f})"
     )
-    results.append(("popularity (recolake)", evaluate(popularity_recs(train), test)))
-    for name, build in (
-        ("item-item CF cosine (recolake)", lambda: item_cf_recs(train)),
-        ("content TF-IDF title+genres (recolake)", lambda: content_recs(train, items)),
-    ):
-        try:
-            results.append((name, evaluate(build(), test)))
-        except ImportError as err:
-            print(f"  skipped {name}: {err}")
+    for df in valid_lists.values():
+        df.unpersist()
+
+    test_lists = {"als": als_recs(train, *best).cache(), "popularity": popularity_recs(train)}
+    results: list[tuple[str, dict[str, float]]] = []
+    results.append((f"ALS implicit rank={best[0]} (recolake)", evaluate(test_lists["als"], test)))
+    results.append(("popularity (recolake)", evaluate(test_lists["popularity"], test)))
+    test_lists["item_cf"] = item_cf_recs(train).cache()
+    results.append(("item-item CF cosine (recolake)", evaluate(test_lists["item_cf"], test)))
+    test_lists["content"] = content_recs(train, items).cache()
+    results.append(
+        ("content TF-IDF title+genres (recolake)", evaluate(test_lists["content"], test))
+    )
+    results.append(
+        (
+            "hybrid, validation weights (recolake)",
+            evaluate(fuse(test_lists, weights, K, DEPTH), test),
+        )
+    )
 
     print()
     print("MAP here = Spark meanAveragePrecisionAtK(k=10); published MAP = Recommenders map.")

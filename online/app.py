@@ -38,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await client.aclose()
+            event_log = getattr(app.state, "event_log", None)  # opened by the first POST
+            if event_log is not None:
+                event_log.close()
             if settings.api_gc_gen0_threshold:  # leave the process as found (tests, reloads)
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()

@@ -12,6 +12,7 @@ dedupes by id); events without one get a server-generated id.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from online.schemas import EventIn, EventsResponse, RejectedEvent
 from recolake.eventlog import EventLog, open_event_log
 from recolake.settings import Settings
 
+log = logging.getLogger("recolake.events")
 router = APIRouter(tags=["events"])
 
 
@@ -163,7 +165,12 @@ async def post_events(request: Request) -> JSONResponse:
         else:
             accepted.append(outcome)
     if accepted:
-        await run_in_threadpool(_event_log(request, settings).append, accepted)
+        try:
+            await run_in_threadpool(_event_log(request, settings).append, accepted)
+        except OSError as exc:
+            # Nothing was acknowledged: the client must retry (same event_ids: counted once).
+            log.error("event log append failed: %s", exc)
+            return _error(503, f"event log unavailable, nothing stored; retry: {exc}")
     response = EventsResponse(
         accepted=len(accepted), event_ids=[e["event_id"] for e in accepted], rejected=rejected
     )

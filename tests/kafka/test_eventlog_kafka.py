@@ -167,4 +167,5 @@ def test_api_answers_5xx_when_kafka_does_not_acknowledge(tmp_path, redis_server,
     api = kafka_api(settings)
     event = {"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": now_iso()}
     response = httpx.post(f"{api.url}/v1/events", json=event, headers=AUTH, timeout=30)
-    assert response.status_code >= 500  # never 202: nothing was stored
+    assert response.status_code == 503  # never 202: nothing was stored
+    assert "event log unavailable" in response.json()["detail"]

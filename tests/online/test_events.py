@@ -76,6 +76,18 @@ def test_accepted_event_is_on_disk_before_the_answer(api):
     assert not list(landing.glob(".*"))  # no temp file left behind
 
 
+def test_unwritable_event_log_is_503_not_202(tmp_path, redis_server, api_server_factory):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the landing dir should be")
+    settings = make_settings(
+        tmp_path, redis_server.url, api_token=TOKEN, landing_dir=str(blocker / "landing")
+    )
+    server = api_server_factory(settings)
+    response = httpx.post(f"{server.url}/v1/events", json=event(), headers=AUTH, timeout=10)
+    assert response.status_code == 503, response.text
+    assert "nothing stored" in response.json()["detail"]
+
+
 def test_generated_ids_are_unique_and_client_ids_kept(api):
     client, landing = api
     response = client.post(
