@@ -81,4 +81,14 @@ with DAG(
 
         return check_lag(Settings())
 
-    ensure_running() >> check_lag()
+    @task
+    def prune_landing() -> int:
+        """Delete landed files every query has committed, past the retention."""
+        from recolake.settings import Settings
+        from recolake.stream_supervisor import prune_landed
+
+        pruned = prune_landed(Settings())
+        print(f"pruned {len(pruned)} landed file(s)")
+        return len(pruned)
+
+    ensure_running() >> check_lag() >> prune_landing()

@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     stream_dedupe_ttl_seconds: int = Field(
         default=2 * 86400, ge=60, description="How long an event id is remembered (retries)."
     )
+    landing_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Landed event files every streaming query has committed are deleted "
+        "after this long (recolake_streaming DAG, prune_landing).",
+    )
     catalog_refresh_seconds: int = Field(
         default=600, ge=1, description="How often the streaming job reloads item categories."
     )

@@ -208,3 +208,24 @@ def check_lag(settings: Settings, now: float | None = None) -> dict[str, float]:
             f"{settings.landing_dir} landed (limit {limit:.0f} s)"
         )
     return lags
+
+
+def prune_landed(settings: Settings, now: float | None = None) -> list[str]:
+    """Delete landed files that every query has committed and that are older than
+    ``landing_retention_hours``; returns their names. Files a query has not committed are
+    never touched (the job still needs them), so the landing dir stays bounded without
+    `cleanSource` (which one query would run under the other's feet)."""
+    if settings.event_log != "local":
+        return []
+    landed = landed_files(settings.landing_dir)
+    root = Path(settings.stream_checkpoint_dir)
+    done = set(landed)
+    for query in QUERIES:
+        done &= committed_files(root / query)
+    cutoff = (time.time() if now is None else now) - settings.landing_retention_hours * 3600
+    pruned = []
+    for name in sorted(done):
+        if landed[name] < cutoff:
+            Path(settings.landing_dir, name).unlink(missing_ok=True)
+            pruned.append(name)
+    return pruned

@@ -55,7 +55,10 @@ def test_dagbag_imports_and_nightly_graph(airflow_python, tmp_path):
         assert task["retries"] >= 1 and task["backoff"] is True, task_id
         assert task["timeout"] and task["timeout"] <= 2 * 3600, task_id
         assert task["conn_id"] == "recolake_spark", task_id
-    assert result["dags"]["recolake_streaming"]["edges"] == [["ensure_running", "check_lag"]]
+    assert result["dags"]["recolake_streaming"]["edges"] == [
+        ["check_lag", "prune_landing"],
+        ["ensure_running", "check_lag"],
+    ]
     # Loading is cheap: no Spark, no I/O at import.
     assert time.perf_counter() - started < 60
 

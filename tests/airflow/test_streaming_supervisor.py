@@ -163,6 +163,32 @@ def test_check_lag_names_each_query_behind(tmp_path):
         sup.check_lag(settings.model_copy(update={"event_log": "kafka"}), now)
 
 
+def test_prune_deletes_only_old_files_every_query_committed(tmp_path):
+    now = time.time()
+    settings = make_settings(
+        tmp_path,
+        landing_dir=str(tmp_path / "landing"),
+        stream_checkpoint_dir=str(tmp_path / "ckpt"),
+        landing_retention_hours=1,
+    )
+    landing, root = Path(settings.landing_dir), Path(settings.stream_checkpoint_dir)
+    for name, age in (("old.jsonl", 7200), ("recent.jsonl", 60), ("half.jsonl", 7200)):
+        land(landing, name, age, now)
+    land(landing, "unread.jsonl", 9000, now)
+    for query in sup.QUERIES:
+        source_log(root / query, 0, ["old.jsonl", "recent.jsonl"], landing)
+        commit(root / query, 0)
+    source_log(root / "redis", 1, ["half.jsonl"], landing)  # the lake query has not read it
+    commit(root / "redis", 1)
+    assert sup.prune_landed(settings, now) == ["old.jsonl"]
+    assert sorted(p.name for p in landing.iterdir()) == [
+        "half.jsonl",
+        "recent.jsonl",
+        "unread.jsonl",
+    ]
+    assert sup.prune_landed(settings.model_copy(update={"event_log": "kafka"}), now) == []
+
+
 # --------------------------------------------------------------------------- the live DAG
 
 STREAMING_DAG_TEST = """
@@ -275,7 +301,11 @@ def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
     # 1. Nothing runs: the DAG starts the job; an empty log is not behind.
     result, _ = run_streaming_dag(airflow)
     print(f"dag.test() #1 (starts the job): {result['seconds']:.1f} s")
-    assert result["tasks"] == {"ensure_running": "success", "check_lag": "success"}
+    assert result["tasks"] == {
+        "ensure_running": "success",
+        "check_lag": "success",
+        "prune_landing": "success",
+    }
     first = sup.read_pid(pidfile)
     assert first and alive(first) and os.getpgid(first) == first
     pids.add(first)
@@ -287,7 +317,11 @@ def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
     # 2. Running: the DAG leaves it alone (no second job) and finds no lag.
     result, _ = run_streaming_dag(airflow)
     print(f"dag.test() #2 (job running): {result['seconds']:.1f} s")
-    assert result["tasks"] == {"ensure_running": "success", "check_lag": "success"}
+    assert result["tasks"] == {
+        "ensure_running": "success",
+        "check_lag": "success",
+        "prune_landing": "success",
+    }
     assert sup.read_pid(pidfile) == first and alive(first)
     assert sup.query_lags(settings)["redis"] == 0.0  # the real checkpoint, parsed
 
@@ -301,7 +335,11 @@ def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
     result, output = run_streaming_dag(airflow)
     print(f"dag.test() #3 (restarts the job, alerts): {result['seconds']:.1f} s")
     restarted = time.monotonic()
-    assert result["tasks"] == {"ensure_running": "success", "check_lag": "failed"}
+    assert result["tasks"] == {
+        "ensure_running": "success",
+        "check_lag": "failed",
+        "prune_landing": "upstream_failed",
+    }
     assert result["state"] == "failed"
     assert re.search(r"streaming job is behind: lake query 36\d\d s, redis query 36\d\d s", output)
     assert "ALERT recolake_streaming.check_lag failed" in output  # the on_failure_callback
