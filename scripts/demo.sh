@@ -46,6 +46,8 @@ API="http://$HOST:$PORT"
 cat <<MSG
 
 recolake API on $API (docs: $API/docs); $STREAM_NOTE.
+Model comparison (every model on the same hold-out): var/reports/*/evaluation-report/index.html
+MLflow runs (tuning trials, evaluation, registry): .venv/bin/mlflow ui --backend-store-uri sqlite:///var/mlflow/mlflow.db
 API token for writes: $RECOLAKE_API_TOKEN
 
 Try:
