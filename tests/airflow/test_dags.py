@@ -80,11 +80,12 @@ print("RESULT " + json.dumps({"state": str(run.state), "tasks": states, "seconds
 @pytest.mark.slow
 @pytest.mark.spark
 @pytest.mark.redis
+@pytest.mark.timeout(1800)  # nine spark-submits, each a JVM start
 def test_nightly_dag_test_serves_recommendations(
     airflow_python, tmp_path, redis_server, redis_client, api_server_factory
 ):
     build_dist()
-    events = sample_slice(tmp_path / "slice.csv.gz")
+    events = sample_slice(tmp_path / "slice.csv.gz", modulo=16)
     airflow = Airflow(
         tmp_path / "airflow",
         {
