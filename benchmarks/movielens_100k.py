@@ -53,12 +53,16 @@ GENRES = [
     "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ]  # fmt: skip
 ALS_GRID = [
-    # (rank, regParam, alpha); a grid point costs 10-60 s on 2 cores. A first 2 x 3 grid
-    # (ranks 64/128 x (0.1, 1), (1, 5), (5, 10)) picked rank 128, reg 1, alpha 5: this one
-    # searches around it.
-    (rank, reg, alpha)
-    for rank in (128, 200)
-    for reg, alpha in ((0.5, 5.0), (1.0, 2.0), (1.0, 5.0), (1.0, 10.0), (2.0, 5.0))
+    # (confidence, rank, regParam, alpha), all chosen on the validation split. Earlier runs
+    # (figures in benchmarks/README.md): ranks 64/128/200 x reg 0.1-5 x alpha 1-10 with the
+    # rating as confidence peaked at rank 200, reg 1, alpha 5; binary confidence wants a lower
+    # reg; rating x inverse item frequency was worse everywhere.
+    ("rating", 128, 1.0, 5.0),
+    ("rating", 200, 1.0, 5.0),
+    ("binary", 200, 0.5, 5.0),
+    ("binary", 200, 0.5, 10.0),
+    ("binary", 200, 0.5, 20.0),
+    ("binary", 200, 0.25, 10.0),
 ]
 MAX_ITER = 15
 DEPTH = 50  # list depth each model gives the hybrid
@@ -122,11 +126,8 @@ def confidence(train: DataFrame, mode: str) -> DataFrame:
     )
 
 
-STRENGTH_MODE = "rating"
-
-
 def als_recs(
-    train: DataFrame, rank: int, reg: float, alpha: float, depth: int = DEPTH
+    train: DataFrame, strength: str, rank: int, reg: float, alpha: float, depth: int = DEPTH
 ) -> DataFrame:
     model = ALS(
         rank=rank,
@@ -140,7 +141,7 @@ def als_recs(
         seed=42,
         numUserBlocks=2,
         numItemBlocks=2,
-    ).fit(confidence(train, STRENGTH_MODE))
+    ).fit(confidence(train, strength))
     ranked = top_k_blocked(
         model.userFactors, model.itemFactors, depth, train.select(c.USER_IDX, c.ITEM_IDX)
     )
@@ -191,16 +192,20 @@ def main() -> None:
     parser.add_argument("--hybrid-step", type=float, default=0.25, help="weight grid step")
     parser.add_argument(
         "--strength",
+        nargs="*",
         choices=("rating", "binary", "idf"),
-        default="rating",
-        help="ALS confidence: the rating, 1, or rating x item inverse user frequency",
+        help="restrict the grid's ALS confidence: the rating, 1, or rating x item inverse "
+        "user frequency (idf replaces the rating points of the grid)",
     )
-    parser.add_argument("--ranks", type=int, nargs="*", help="restrict the ALS grid's ranks")
+    parser.add_argument("--ranks", type=int, nargs="*", help="restrict the grid's ranks")
     args = parser.parse_args()
-    global STRENGTH_MODE
-    STRENGTH_MODE = args.strength
-    grid = [g for g in ALS_GRID if not args.ranks or g[0] in args.ranks]
-    print(f"ALS confidence: {args.strength}; grid {grid}")
+    grid = ALS_GRID
+    if args.strength == ["idf"]:
+        grid = [("idf", *g[1:]) for g in ALS_GRID if g[0] == "rating"]
+    elif args.strength:
+        grid = [g for g in grid if g[0] in args.strength]
+    grid = [g for g in grid if not args.ranks or g[1] in args.ranks]
+    print(f"ALS grid (confidence, rank, regParam, alpha): {grid}")
     from recolake.settings import Settings
     from recolake.spark import build_session
 
@@ -214,22 +219,23 @@ def main() -> None:
     fit, valid = stratified_split(train, 0.75, seed=43)
     best, best_ndcg, best_lists = None, -1.0, None
     print("ALS (implicit) tuning on a validation split of training (nDCG@10):")
-    for rank, reg, alpha in grid:
+    for strength, rank, reg, alpha in grid:
         t0 = time.perf_counter()
-        recs = als_recs(fit, rank, reg, alpha).cache()
+        recs = als_recs(fit, strength, rank, reg, alpha).cache()
         ndcg = evaluate(recs, valid)["ndcg"]
         print(
-            f"  rank={rank:<4d} regParam={reg:<5} alpha={alpha:<5} nDCG@10={ndcg:.4f} "
+            f"  {strength:<7s} rank={rank:<4d} regParam={reg:<5} alpha={alpha:<5} "
+            f"nDCG@10={ndcg:.4f} "
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
         if ndcg > best_ndcg:
             if best_lists is not None:
                 best_lists.unpersist()
-            best, best_ndcg, best_lists = (rank, reg, alpha), ndcg, recs
+            best, best_ndcg, best_lists = (strength, rank, reg, alpha), ndcg, recs
         else:
             recs.unpersist()
-    print(f"  chosen: rank={best[0]} regParam={best[1]} alpha={best[2]}")
+    print(f"  chosen: {best[0]} confidence, rank={best[1]} regParam={best[2]} alpha={best[3]}")
 
     # Offline hybrid (models/hybrid.py): weights chosen on the same validation split.
     valid_lists = {
@@ -251,7 +257,9 @@ def main() -> None:
 
     test_lists = {"als": als_recs(train, *best).cache(), "popularity": popularity_recs(train)}
     results: list[tuple[str, dict[str, float]]] = []
-    results.append((f"ALS implicit rank={best[0]} (recolake)", evaluate(test_lists["als"], test)))
+    results.append(
+        (f"ALS implicit {best[0]} r={best[1]} (recolake)", evaluate(test_lists["als"], test))
+    )
     results.append(("popularity (recolake)", evaluate(test_lists["popularity"], test)))
     test_lists["item_cf"] = item_cf_recs(train).cache()
     results.append(("item-item CF cosine (recolake)", evaluate(test_lists["item_cf"], test)))
