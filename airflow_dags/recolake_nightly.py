@@ -107,6 +107,8 @@ with DAG(
             jars="{{ recolake_jars() }}",
             py_files=str(HOME / "dist" / "recolake-py.zip"),
             conf={"spark.pyspark.python": PYTHON, "spark.pyspark.driver.python": PYTHON},
+            # The package runs from the zip: where the checkout's defaults (var/) live.
+            env_vars={"RECOLAKE_HOME": str(HOME)},
             name=f"recolake-{job}-{{{{ ds }}}}",
             execution_timeout=timeout,
         )

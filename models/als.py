@@ -62,8 +62,15 @@ class Indexes:
 
 
 def train_als(strength: DataFrame, indexes: Indexes, params: ALSParams) -> ALSModel:
-    """Fit on (user, item, strength); strength is the implicit confidence signal."""
+    """Fit on (user, item, strength); strength is the implicit confidence signal.
+
+    One user block and one item block per core (Spark's default is 10 x 10 whatever the
+    cluster): benchmarks/als_speed.py measured the small default blocks as most of the gap
+    to the `implicit` library on 2 cores."""
+    blocks = max(1, strength.sparkSession.sparkContext.defaultParallelism)
     als = ALS(
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
         rank=params.rank,
         maxIter=params.max_iter,
         regParam=params.reg_param,

@@ -8,6 +8,7 @@ MLflow store and a Redis on localhost.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,20 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The checkout the single-machine defaults live in: ``RECOLAKE_HOME`` when set, else the
+    package's parent folder; imported from a zip (spark-submit --py-files), that parent is
+    the zip file, so the working directory stands in (scripts/spark-submit.sh and the
+    Airflow DAG set RECOLAKE_HOME)."""
+    home = os.environ.get("RECOLAKE_HOME")
+    if home:
+        return Path(home).resolve()
+    root = Path(__file__).resolve().parent.parent
+    return root if root.is_dir() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 #: Where the single-machine defaults keep their state (git-ignored).
 VAR_DIR = PROJECT_ROOT / "var"
 

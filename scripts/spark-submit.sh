@@ -9,6 +9,8 @@
 # Env: SPARK_SUBMIT (default: the venv's spark-submit), RECOLAKE_PYTHON (default: venv python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The package runs from the zip below: tell it where the checkout (var/, jars/) is.
+export RECOLAKE_HOME="${RECOLAKE_HOME:-$ROOT}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$ROOT/.venv/bin/spark-submit}"
 PY="${RECOLAKE_PYTHON:-$ROOT/.venv/bin/python}"
 ZIP="$ROOT/dist/recolake-py.zip"

@@ -54,6 +54,7 @@ def recolake_env(root: Path, redis_url: str) -> dict[str, str]:
         "RECOLAKE_LAKE_ROOT": str(root / "lake"),
         "RECOLAKE_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
         "RECOLAKE_MLFLOW_ARTIFACT_ROOT": str(root / "mlflow" / "artifacts"),
+        "RECOLAKE_REPORTS_DIR": str(root / "reports"),
         "RECOLAKE_REDIS_URL": redis_url,
         "RECOLAKE_PSEUDONYMISATION_KEY": TEST_KEY,
         "RECOLAKE_SPARK_SHUFFLE_PARTITIONS": "2",

@@ -85,7 +85,7 @@ def test_nightly_dag_test_serves_recommendations(
     airflow_python, tmp_path, redis_server, redis_client, api_server_factory
 ):
     build_dist()
-    events = sample_slice(tmp_path / "slice.csv.gz", modulo=16)
+    events = sample_slice(tmp_path / "slice.csv.gz")
     airflow = Airflow(
         tmp_path / "airflow",
         {
