@@ -83,11 +83,10 @@ def top_k_blocked(
     if not item_rows:
         return spark.createDataFrame([], out_schema)
     item_ids = np.array([r["id"] for r in item_rows], dtype=np.int64)
-    order = np.argsort(item_ids, kind="stable")  # ties then resolve by ascending item id
+    order = np.argsort(item_ids, kind="stable")  # column order = id order: ties by id for free
     item_ids = item_ids[order]
     item_matrix = np.array([r["features"] for r in item_rows], dtype=np.float64)[order]
-    position = {int(i): p for p, i in enumerate(item_ids)}
-    shared = spark.sparkContext.broadcast((item_ids, item_matrix, position))
+    shared = spark.sparkContext.broadcast((item_ids, item_matrix))
 
     users = user_factors.select(F.col("id").alias(col_user), F.col("features").alias("_u"))
     if exclude is not None:
@@ -96,45 +95,58 @@ def top_k_blocked(
     else:
         users = users.withColumn("_x", F.lit(None).cast("array<int>"))
     take = min(k, len(item_ids))
+    # Rows scored at once: bounds the (rows x items) score matrix to ~256 MB per task.
+    chunk_rows = max(1, (1 << 25) // len(item_ids))
+
+    def top_of(scores, ids):
+        """(columns, scores) of the `take` best per row, ordered by (score desc, id asc),
+        -inf (excluded) last; exact ties at the k-th score resolved by id like the SQL."""
+        if take < scores.shape[1]:
+            cand = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        else:
+            cand = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+        cand_scores = np.take_along_axis(scores, cand, axis=1)
+        order = np.lexsort((cand, -cand_scores), axis=-1)
+        cand = np.take_along_axis(cand, order, axis=1)
+        cand_scores = np.take_along_axis(cand_scores, order, axis=1)
+        finite = np.isfinite(cand_scores)
+        kth = np.where(finite.any(axis=1), np.where(finite, cand_scores, np.inf).min(axis=1), 0)
+        at_least = ((scores >= kth[:, None]) & np.isfinite(scores)).sum(axis=1)
+        for row in np.flatnonzero(at_least > finite.sum(axis=1)):
+            # An item left out by argpartition scores the same as the k-th: re-select by id.
+            idx = np.flatnonzero(np.isfinite(scores[row]) & (scores[row] >= kth[row]))
+            best = idx[np.lexsort((idx, -scores[row, idx]))[:take]]
+            cand[row, : len(best)] = best
+            cand_scores[row, : len(best)] = scores[row, best]
+        return cand, cand_scores
 
     def score_blocks(batches):
-        ids, matrix, pos = shared.value
+        ids, matrix = shared.value
         for batch in batches:
-            if batch.empty:
-                continue
-            u = np.vstack(batch["_u"].to_numpy()).astype(np.float64)
-            scores = u @ matrix.T
-            for row, excluded in enumerate(batch["_x"].to_numpy()):
-                if excluded is not None and len(excluded):
-                    cols = [pos[int(x)] for x in excluded if int(x) in pos]
-                    scores[row, cols] = -np.inf
-            if take < scores.shape[1]:
-                cand = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-            else:
-                cand = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-            cand_scores = np.take_along_axis(scores, cand, axis=1)
-            # The k-th score may tie with items argpartition left out: widen to every item
-            # scoring at least the k-th, then order by (score desc, item id asc).
-            kth = cand_scores.min(axis=1)
-            users_out, items_out, scores_out, ranks_out = [], [], [], []
-            for row in range(scores.shape[0]):
-                idx = np.flatnonzero(scores[row] >= kth[row])
-                sel = scores[row, idx]
-                keep = np.isfinite(sel)
-                idx, sel = idx[keep], sel[keep]
-                best = np.lexsort((idx, -sel))[:take]
-                n = len(best)
-                users_out.append(np.full(n, batch[col_user].iat[row], dtype=np.int32))
-                items_out.append(ids[idx[best]].astype(np.int32))
-                scores_out.append(sel[best])
-                ranks_out.append(np.arange(1, n + 1, dtype=np.int32))
-            yield pd.DataFrame(
-                {
-                    col_user: np.concatenate(users_out),
-                    col_item: np.concatenate(items_out),
-                    c.SCORE: np.concatenate(scores_out),
-                    c.RANK: np.concatenate(ranks_out),
-                }
-            )
+            for lo in range(0, len(batch), chunk_rows):
+                part = batch.iloc[lo : lo + chunk_rows]
+                u = np.vstack(part["_u"].to_numpy()).astype(np.float64)
+                scores = u @ matrix.T
+                excluded = part["_x"].to_numpy()
+                lengths = np.array([0 if x is None else len(x) for x in excluded])
+                if lengths.sum():
+                    flat = np.concatenate(
+                        [np.asarray(x, dtype=np.int64) for x in excluded if x is not None]
+                    )
+                    rows = np.repeat(np.arange(len(excluded)), lengths)
+                    cols = np.minimum(np.searchsorted(ids, flat), len(ids) - 1)
+                    known = ids[cols] == flat  # excluded ids unknown to the model: ignored
+                    scores[rows[known], cols[known]] = -np.inf
+                cand, cand_scores = top_of(scores, ids)
+                keep = np.isfinite(cand_scores).ravel()
+                n = cand.shape[1]
+                yield pd.DataFrame(
+                    {
+                        col_user: np.repeat(part[col_user].to_numpy(np.int32), n)[keep],
+                        col_item: ids[cand].ravel().astype(np.int32)[keep],
+                        c.SCORE: cand_scores.ravel()[keep],
+                        c.RANK: np.tile(np.arange(1, n + 1, dtype=np.int32), len(part))[keep],
+                    }
+                )
 
     return users.mapInPandas(score_blocks, out_schema)
