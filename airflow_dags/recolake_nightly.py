@@ -30,6 +30,8 @@ from airflow.sdk import DAG
 HOME = Path(os.environ.get("RECOLAKE_HOME", Path(__file__).resolve().parents[1]))
 PYTHON = os.environ.get("RECOLAKE_PYTHON", str(HOME / ".venv" / "bin" / "python"))
 CONN_ID = os.environ.get("RECOLAKE_SPARK_CONN_ID", "recolake_spark")
+#: spark-submit's own default (1g) is too small for the nightly's broadcast joins.
+DRIVER_MEMORY = os.environ.get("RECOLAKE_SPARK_DRIVER_MEMORY", "4g")
 DEFAULT_EVENTS = str(HOME / "data" / "sample" / "online_retail_sample.csv.gz")
 
 #: task id -> (extra job arguments, execution timeout)
@@ -106,6 +108,7 @@ with DAG(
             application_args=["--ds", "{{ ds }}", *args],
             jars="{{ recolake_jars() }}",
             py_files=str(HOME / "dist" / "recolake-py.zip"),
+            driver_memory=DRIVER_MEMORY,
             conf={"spark.pyspark.python": PYTHON, "spark.pyspark.driver.python": PYTHON},
             # The package runs from the zip: where the checkout's defaults (var/) live.
             env_vars={"RECOLAKE_HOME": str(HOME)},

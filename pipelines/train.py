@@ -178,13 +178,70 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> TrainResult:
     return result
 
 
+@dataclass(frozen=True)
+class Reproduction:
+    run_id: str
+    rows: int  # training rows read back from the time-travelled table
+    max_factor_difference: float  # largest |item factor| difference to the logged model
+
+
+def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> Reproduction:
+    """Re-train a logged model from the Delta versions its run recorded (time travel), with
+    its parameters, and compare the item factors with the logged model's: the lineage is
+    enough to rebuild it, however the tables have changed since."""
+    client = tracking.configure(settings)
+    run = client.get_run(run_id).data
+    ds = date.fromisoformat(run.tags["ds"])
+
+    def at_version(table):
+        version = int(run.tags[f"delta_version.{table.qualified_name}"])
+        return table.read(spark, settings, version=version).where(F.col(c.DS) == F.lit(ds))
+
+    strength = at_version(GOLD_USER_ITEM_STRENGTH).cache()
+    indexes = Indexes(
+        users=at_version(USER_INDEX).drop(c.DS), items=at_version(ITEM_INDEX).drop(c.DS)
+    )
+    p = run.params
+    params = ALSParams(
+        rank=int(p["rank"]),
+        max_iter=int(p["max_iter"]),
+        reg_param=float(p["reg_param"]),
+        alpha=float(p["alpha"]),
+        seed=int(p["seed"]),
+    )
+    model = train_als(strength, indexes, params)
+    logged = mlflow.spark.load_model(f"runs:/{run_id}/model").stages[-1]
+    pairs = model.itemFactors.alias("a").join(logged.itemFactors.alias("b"), "id")
+    diff = pairs.select(
+        F.explode(F.zip_with("a.features", "b.features", lambda x, y: F.abs(x - y))).alias("d")
+    ).agg(F.max("d"))
+    result = Reproduction(run_id, strength.count(), float(diff.first()[0] or 0.0))
+    strength.unpersist()
+    log.info("reproduced run %s: %s", run_id, result)
+    return result
+
+
 def main(
     argv: Sequence[str] | None = None,
     spark: SparkSession | None = None,
     settings: Settings | None = None,
-) -> TrainResult:
-    args = parse(job_parser(__doc__.splitlines()[0]), argv)
+) -> TrainResult | Reproduction:
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--reproduce",
+        metavar="RUN_ID",
+        help="re-train that run's model from the Delta versions it recorded and compare",
+    )
+    args = parse(parser, argv)
     spark, settings = session_and_settings("recolake-train", spark, settings)
+    if args.reproduce:
+        again = reproduce(spark, settings, args.reproduce)
+        print(
+            f"reproduced {again.run_id}: {again.rows} training rows, largest item-factor "
+            f"difference {again.max_factor_difference:.3g}",
+            flush=True,
+        )
+        return again
     result = run(spark, settings, args.ds)
     print(
         f"train {args.ds}: model version {result.model_version} (candidate)\n{result.report()}",

@@ -5,6 +5,9 @@
 #   spark.pyspark.python  the interpreter executors start for Python workers (same deps needed:
 #                pyspark, numpy, redis, ... ; on a real cluster install the project's wheel
 #                or requirements.lock into that interpreter on every node)
+#   --driver-memory  RECOLAKE_SPARK_DRIVER_MEMORY (default 4g, as for `recolake <job>`): the
+#                spark-submit default of 1g is too small for the nightly's broadcasts; a later
+#                --driver-memory in the arguments wins
 # Usage: scripts/spark-submit.sh [--master URL] [spark options] pipelines/<job>.py --ds YYYY-MM-DD
 # Env: SPARK_SUBMIT (default: the venv's spark-submit), RECOLAKE_PYTHON (default: venv python).
 set -euo pipefail
@@ -22,6 +25,7 @@ JARS="$(ls "$ROOT"/jars/*.jar 2>/dev/null | paste -sd, -)"
 exec "$SPARK_SUBMIT" \
   --jars "$JARS" \
   --py-files "$ZIP" \
+  --driver-memory "${RECOLAKE_SPARK_DRIVER_MEMORY:-4g}" \
   --conf "spark.pyspark.python=$PY" \
   --conf "spark.pyspark.driver.python=$PY" \
   "$@"

@@ -65,7 +65,7 @@ def recolake_env(root: Path, redis_url: str) -> dict[str, str]:
         "RECOLAKE_ALS_TUNE_RANKS": "[]",
         "RECOLAKE_ALS_TUNE_REG_PARAMS": "[]",
         "RECOLAKE_ALS_TUNE_ALPHAS": "[]",
-        "RECOLAKE_SPARK_DRIVER_MEMORY": "1g",
+        "RECOLAKE_SPARK_DRIVER_MEMORY": "2g",
     }
 
 

@@ -10,11 +10,11 @@ from datetime import date
 import httpx
 import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from features.tables import BRONZE_EVENTS, GOLD_USER_ITEM_STRENGTH, QUARANTINE_EVENTS, SILVER_EVENTS
 from models.offline import MODELS
 from pipelines import nightly
+from recolake import tracking
 from recolake.privacy import pseudonymise
 from recolake.redis_layout import RedisLayout
 from recolake.settings import PROJECT_ROOT
@@ -81,7 +81,7 @@ def test_nightly_end_to_end_and_rerun(
     assert first.evaluation.report.exists() and first.promotion.promoted
 
     # MLflow: metrics, lineage and the champion alias are recorded.
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = tracking.configure(settings)  # registry too, not a global left by another test
     run = client.get_run(first.evaluation.run_id)
     assert run.data.metrics["als.ndcg_at_10"] == pytest.approx(metrics["als"]["ndcg@10"])
     assert run.data.metrics["item_cf.hit_rate_at_10"] == pytest.approx(

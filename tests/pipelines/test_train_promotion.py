@@ -10,11 +10,12 @@ import zlib
 from datetime import date
 
 import pytest
-from mlflow.tracking import MlflowClient
 
+from features.tables import GOLD_USER_ITEM_STRENGTH
 from models.offline import MODELS
 from pipelines import content, evaluate, gold, ingest, promote, silver, train
 from pipelines.promote import promotion_decision
+from recolake import tracking
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import make_settings
 
@@ -64,7 +65,7 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     silver.run(spark, good, DS)
     gold.run(spark, good, DS)
     content.run(spark, good, DS)
-    client = MlflowClient(good.mlflow_tracking_uri)
+    client = tracking.configure(good)  # registry too: another test may have set it globally
 
     first = train.run(spark, good, DS)
     assert len(first.trials) == 2 and first.params.reg_param == 0.1
@@ -107,6 +108,16 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     )
     artifacts = {a.path for a in client.list_artifacts(evaluated.run_id)}
     assert {"evaluation.json", "report"} <= artifacts
+
+    # Lineage: the tables change (gold rebuilt with other weights), the run's Delta versions
+    # still rebuild its training input and model.
+    changed = good.model_copy(update={"event_weights": {**good.event_weights, "purchase": 50.0}})
+    gold.run(spark, changed, DS)
+    again = train.main(["--ds", DS.isoformat(), "--reproduce", first.run_id], spark, good)
+    strength_now = GOLD_USER_ITEM_STRENGTH.read(spark, good).where(f"ds = '{DS}'")
+    assert again.rows == strength_now.count()  # same pairs, other strengths
+    assert again.max_factor_difference < 1e-3, again
+    gold.run(spark, good, DS)
 
     promoted = promote.run(good, DS)
     assert promoted.promoted and promoted.reason == "first model: becomes champion"
