@@ -21,7 +21,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features import columns as c
-from features.transforms import SilverSplit, pseudonymise_column, validate_events, weight_column
+from features.transforms import (
+    SilverSplit,
+    annotate_events,
+    pseudonymise_column,
+    quarantined_events,
+    valid_events,
+    weight_column,
+)
 
 #: The fields of an event in the event log (recolake.eventlog), all strings.
 EVENT_LOG_FIELDS = (c.EVENT_ID, *c.RAW_EVENT_FIELDS)
@@ -32,13 +39,15 @@ TS = "ts"
 WEIGHT = "weight"
 #: source_format of events that came through POST /v1/events.
 API_FORMAT = "api"
-_ANONYMOUS = "api_anonymous"  # only inside validate_api_events
+_ANONYMOUS = "api_anonymous"  # only inside annotate_api_events
 
 
 # --------------------------------------------------------------------------- Spark side
 
 
-def api_events_to_bronze(raw: DataFrame, ingest_ds: date, source_file: Column) -> DataFrame:
+def api_events_to_bronze(
+    raw: DataFrame, ingest_ds: date | Column, source_file: Column
+) -> DataFrame:
     """Event log rows to the bronze schema (strings as received), source_format 'api'."""
     present = set(raw.columns)
     fields = [
@@ -50,7 +59,38 @@ def api_events_to_bronze(raw: DataFrame, ingest_ds: date, source_file: Column) -
         F.lit(API_FORMAT).alias(c.SOURCE_FORMAT),
         source_file.cast("string").alias(c.SOURCE_FILE),
         F.current_timestamp().alias(c.INGESTED_AT),
-        F.lit(ingest_ds).alias(c.INGEST_DS),
+        (ingest_ds if isinstance(ingest_ds, Column) else F.lit(ingest_ds)).alias(c.INGEST_DS),
+    )
+
+
+def annotate_api_events(
+    bronze: DataFrame,
+    *,
+    event_types: Mapping[str, float],
+    key: bytes,
+    latest_allowed: datetime | Column,
+) -> DataFrame:
+    """features.transforms.annotate_events, except that an anonymous event (session_id, no
+    user_id) is valid: silver has no use for it, the real-time features do. Its user_key is
+    null. Row by row, so it runs on the stream itself."""
+    anonymous = F.col(c.USER_ID).isNull() & F.col(c.SESSION_ID).isNotNull()
+    marked = bronze.withColumns(
+        {
+            c.SOURCE_FORMAT: F.when(anonymous, F.lit(_ANONYMOUS)).otherwise(F.col(c.SOURCE_FORMAT)),
+            c.USER_ID: F.when(anonymous, F.lit("anonymous")).otherwise(F.col(c.USER_ID)),
+        }
+    )
+    annotated = annotate_events(
+        marked, event_types=event_types, key=key, latest_allowed=latest_allowed
+    )
+    was_anonymous = F.col(c.SOURCE_FORMAT) == _ANONYMOUS
+    return annotated.withColumns(
+        {
+            c.USER_KEY: F.when(was_anonymous, F.lit(None)).otherwise(F.col(c.USER_KEY)),
+            c.SOURCE_FORMAT: F.when(was_anonymous, F.lit(API_FORMAT)).otherwise(
+                F.col(c.SOURCE_FORMAT)
+            ),
+        }
     )
 
 
@@ -59,54 +99,36 @@ def validate_api_events(
     *,
     event_types: Mapping[str, float],
     key: bytes,
-    latest_allowed: datetime,
+    latest_allowed: datetime | Column,
 ) -> SilverSplit:
-    """features.transforms.validate_events, except that an anonymous event (session_id, no
-    user_id) is valid: silver has no use for it, the real-time features do. Its user_key is
-    null in the result."""
-    anonymous = F.col(c.USER_ID).isNull() & F.col(c.SESSION_ID).isNotNull()
-    marked = bronze.withColumn(
-        c.SOURCE_FORMAT, F.when(anonymous, F.lit(_ANONYMOUS)).otherwise(F.col(c.SOURCE_FORMAT))
-    ).withColumn(c.USER_ID, F.when(anonymous, F.lit("anonymous")).otherwise(F.col(c.USER_ID)))
-    split = validate_events(marked, event_types=event_types, key=key, latest_allowed=latest_allowed)
-    was_anonymous = F.col(c.SOURCE_FORMAT) == _ANONYMOUS
-
-    def restore(df: DataFrame) -> DataFrame:
-        return df.withColumn(
-            c.USER_KEY, F.when(was_anonymous, F.lit(None)).otherwise(F.col(c.USER_KEY))
-        ).withColumn(
-            c.SOURCE_FORMAT,
-            F.when(was_anonymous, F.lit(API_FORMAT)).otherwise(F.col(c.SOURCE_FORMAT)),
-        )
-
+    """features.transforms.validate_events with annotate_api_events' anonymous events."""
+    deduped = bronze.dropDuplicates([c.EVENT_ID, *c.RAW_EVENT_FIELDS, c.SOURCE_FORMAT])
+    annotated = annotate_api_events(
+        deduped, event_types=event_types, key=key, latest_allowed=latest_allowed
+    )
     return SilverSplit(
-        valid=restore(split.valid),
-        quarantined=restore(split.quarantined),
-        exact_duplicates=split.exact_duplicates,
+        valid=valid_events(annotated),
+        quarantined=quarantined_events(annotated),
+        exact_duplicates=bronze.exceptAll(deduped),
     )
 
 
-def subject_events(
-    valid: DataFrame, categories: DataFrame, *, key: bytes, weights: Mapping[str, float]
-) -> DataFrame:
-    """One row per (subject, event): the user's key, and the session's subject
-    (recolake.privacy.session_subject) when a session id is present; with the item's category
-    (null when unknown), the event type's weight and the event time in epoch seconds.
-    Duplicate event ids within the frame count once."""
-    events = valid.dropDuplicates([c.EVENT_ID]).join(
-        F.broadcast(categories.select(c.ITEM_ID, c.CATEGORY)), c.ITEM_ID, "left"
-    )
+def realtime_events(valid: DataFrame, *, key: bytes, weights: Mapping[str, float]) -> DataFrame:
+    """Valid events -> one row per (subject, event): the user's key, and the session's
+    subject (recolake.privacy.session_subject) when a session id is present; with item, type,
+    the type's weight and the event time in epoch seconds. Row by row, so it runs on the
+    stream itself; the job adds the item's category and drops repeated event ids in Python,
+    where it merges the rows into the Redis documents anyway."""
     session = pseudonymise_column(F.concat(F.lit("session:"), F.col(c.SESSION_ID)), key)
     subjects = F.array_compact(
         F.array(F.col(c.USER_KEY), F.when(F.col(c.SESSION_ID).isNotNull(), session))
     )
-    return events.select(
+    return valid.select(
         F.explode(subjects).alias(SUBJECT),
         c.EVENT_ID,
         c.ITEM_ID,
         c.EVENT_TYPE,
         F.unix_micros(c.EVENT_TIME).cast("double").__truediv__(1e6).alias(TS),
-        c.CATEGORY,
         weight_column(weights).cast("double").alias(WEIGHT),
     )
 

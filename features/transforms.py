@@ -163,16 +163,35 @@ def validate_events(
     *,
     event_types: Mapping[str, float] | list[str],
     key: bytes,
-    latest_allowed: datetime,
+    latest_allowed: datetime | Column,
 ) -> SilverSplit:
     """Split bronze events into typed silver rows, quarantined rows (with a reason) and
     exact duplicates. Every input row lands in exactly one of the three."""
-    known_types = sorted(event_types)
     deduped = bronze.dropDuplicates([c.EVENT_ID, *c.RAW_EVENT_FIELDS, c.SOURCE_FORMAT])
-    exact_duplicates = bronze.exceptAll(deduped)
+    annotated = annotate_events(
+        deduped, event_types=event_types, key=key, latest_allowed=latest_allowed
+    )
+    return SilverSplit(
+        valid=valid_events(annotated),
+        quarantined=quarantined_events(annotated),
+        exact_duplicates=bronze.exceptAll(deduped),
+    )
 
+
+def annotate_events(
+    bronze: DataFrame,
+    *,
+    event_types: Mapping[str, float] | list[str],
+    key: bytes,
+    latest_allowed: datetime | Column,
+) -> DataFrame:
+    """Bronze rows plus ``reason`` (null when the event is valid) and ``user_key``. Row by
+    row, no shuffle: it also runs on a stream, where the streaming job plans it once instead
+    of per micro-batch (``latest_allowed`` then is a Column on the batch's clock)."""
+    known_types = sorted(event_types)
     event_type = F.lower(F.trim(c.EVENT_TYPE))
     event_time = parse_timestamp(F.col(c.TIMESTAMP))
+    latest = latest_allowed if isinstance(latest_allowed, Column) else F.lit(latest_allowed)
     quantity = F.trim(c.QUANTITY).try_cast("int")
     price = F.trim(c.PRICE).try_cast("double")
     is_retail = F.col(c.SOURCE_FORMAT) == "online_retail"
@@ -190,7 +209,7 @@ def validate_events(
         .when(~event_type.isin(known_types), "unknown_event_type")
         .when(_blank(F.col(c.TIMESTAMP)), "missing_timestamp")
         .when(event_time.isNull(), "unparseable_timestamp")
-        .when(event_time >= F.lit(latest_allowed), "timestamp_after_ds")
+        .when(event_time >= latest, "timestamp_after_ds")
         .when(~_blank(F.col(c.QUANTITY)) & quantity.isNull(), "invalid_quantity")
         .when(is_retail & F.col(c.SESSION_ID).startswith("C"), "cancellation")
         .when(quantity <= 0, "non_positive_quantity")
@@ -199,9 +218,12 @@ def validate_events(
         .when(is_retail & (price == 0), "zero_price")
     )
     user_key = F.when(~_blank(F.col(c.USER_ID)), pseudonymise_column(F.trim(c.USER_ID), key))
-    annotated = deduped.withColumn(c.REASON, reason).withColumn(c.USER_KEY, user_key)
+    return bronze.withColumns({c.REASON: reason, c.USER_KEY: user_key})
 
-    quarantined = annotated.where(F.col(c.REASON).isNotNull()).select(
+
+def quarantined_events(annotated: DataFrame) -> DataFrame:
+    """The rejected rows of annotate_events, in the quarantine's shape."""
+    return annotated.where(F.col(c.REASON).isNotNull()).select(
         c.EVENT_ID,
         c.USER_KEY,
         *(f for f in c.RAW_EVENT_FIELDS if f != c.USER_ID),
@@ -210,20 +232,24 @@ def validate_events(
         c.REASON,
         c.INGEST_DS,
     )
-    typed = annotated.where(F.col(c.REASON).isNull()).select(
+
+
+def valid_events(annotated: DataFrame) -> DataFrame:
+    """The accepted rows of annotate_events, typed as silver."""
+    event_time = parse_timestamp(F.col(c.TIMESTAMP))
+    return annotated.where(F.col(c.REASON).isNull()).select(
         F.coalesce(F.col(c.EVENT_ID), event_fingerprint(annotated)).alias(c.EVENT_ID),
         F.col(c.USER_KEY),
         F.trim(c.ITEM_ID).alias(c.ITEM_ID),
-        event_type.alias(c.EVENT_TYPE),
+        F.lower(F.trim(c.EVENT_TYPE)).alias(c.EVENT_TYPE),
         event_time.alias(c.EVENT_TIME),
         F.col(c.SESSION_ID),
-        quantity.alias(c.QUANTITY),
-        price.alias(c.PRICE),
+        F.trim(c.QUANTITY).try_cast("int").alias(c.QUANTITY),
+        F.trim(c.PRICE).try_cast("double").alias(c.PRICE),
         F.col(c.SOURCE_FORMAT),
         F.col(c.INGEST_DS),
         F.to_date(event_time).alias(c.EVENT_DATE),
     )
-    return SilverSplit(valid=typed, quarantined=quarantined, exact_duplicates=exact_duplicates)
 
 
 def dedupe_by_event_id(valid: DataFrame) -> tuple[DataFrame, DataFrame]:

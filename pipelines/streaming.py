@@ -9,7 +9,8 @@ JSON lines, explicit schema, watermark on event time) or the Kafka topic
 ``settings.stream_checkpoint_dir``:
 
 - ``redis`` (every ``stream_trigger_seconds``): validates like silver
-  (features.transforms.validate_events; anonymous session events allowed) and merges the
+  (features.transforms.annotate_events, on the stream itself so it is planned once;
+  anonymous session events allowed) and merges the
   valid events into the Redis documents of recolake.redis_layout (recent and affinity per
   user key and per session subject, trending). Every new document is computed from the
   previous one and the batch, then all are written with the batch marker in one MULTI/EXEC:
@@ -45,7 +46,7 @@ from pyspark.sql.streaming import StreamingQuery
 from features import columns as c
 from features import streaming as fs
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS, LakeTable
-from features.transforms import SilverSplit, parse_timestamp
+from features.transforms import SilverSplit, parse_timestamp, valid_events
 from pipelines.common import configure_logging, session_and_settings
 from recolake.redis_layout import RedisLayout
 from recolake.settings import Settings
@@ -97,12 +98,20 @@ class _Writer:
         self.key = settings.require_pseudonymisation_key()
         self._query_id: str | None = None
 
+    def prepare(self, events: DataFrame) -> DataFrame:
+        """What the query streams into the writer: the event log rows as they are."""
+        return events
+
     def query_id(self) -> str:
         """The streaming query's id, stable across restarts from the same checkpoint (so a
         fresh checkpoint, whose batch ids start at 0 again, is not taken for a replay)."""
         if self._query_id is None:
             self._query_id = json.loads((Path(self.checkpoint) / "metadata").read_text())["id"]
         return self._query_id
+
+
+class LakeWriter(_Writer):
+    """Raw events to bronze, rejected ones to the quarantine, idempotently per batch."""
 
     def validate(self, batch: DataFrame, now: datetime) -> tuple[DataFrame, SilverSplit]:
         bronze = fs.api_events_to_bronze(batch, now.date(), F.col(SOURCE_FILE_COL))
@@ -113,10 +122,6 @@ class _Writer:
             latest_allowed=now + timedelta(seconds=self.settings.events_max_future_seconds),
         )
         return bronze, split
-
-
-class LakeWriter(_Writer):
-    """Raw events to bronze, rejected ones to the quarantine, idempotently per batch."""
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
@@ -158,35 +163,55 @@ class RedisWriter(_Writer):
         super().__init__(spark, settings, checkpoint)
         self.layout = RedisLayout(settings.redis_namespace)
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        self._categories: DataFrame | None = None
+        self._categories: dict[str, str] | None = None
         self._categories_loaded = 0.0
 
-    def categories(self) -> DataFrame:
-        """item_id -> category from the latest gold.item_catalog (reloaded periodically)."""
+    def categories(self) -> dict[str, str]:
+        """item_id -> category from the latest gold.item_catalog, reloaded every
+        ``catalog_refresh_seconds``. Held in the driver, which merges each batch in Python
+        anyway: a lookup there costs nothing per batch, where a join in Spark cost a broadcast
+        job per micro-batch (~0.15 s). About 150 B per item (1M items: ~150 MB)."""
         stale = time.monotonic() - self._categories_loaded > self.settings.catalog_refresh_seconds
         if self._categories is None or stale:
-            if self._categories is not None:
-                self._categories.unpersist()
+            categories: dict[str, str] = {}
             if GOLD_ITEM_CATALOG.exists(self.spark, self.settings):
                 catalog = GOLD_ITEM_CATALOG.read(self.spark, self.settings)
                 latest = catalog.agg(F.max(c.DS)).first()[0]
-                catalog = catalog.where(F.col(c.DS) == F.lit(latest))
-            else:
-                catalog = self.spark.createDataFrame([], GOLD_ITEM_CATALOG.schema)
-            self._categories = (
-                catalog.select(c.ITEM_ID, c.CATEGORY).where(F.col(c.CATEGORY).isNotNull()).cache()
-            )
+                rows = (
+                    catalog.where(F.col(c.DS) == F.lit(latest))
+                    .where(F.col(c.CATEGORY).isNotNull())
+                    .select(c.ITEM_ID, c.CATEGORY)
+                    .toLocalIterator()
+                )
+                names: dict[str, str] = {}  # one string object per category name
+                for row in rows:
+                    category = row[c.CATEGORY]
+                    categories[row[c.ITEM_ID]] = names.setdefault(category, category)
+            self._categories = categories
             self._categories_loaded = time.monotonic()
         return self._categories
 
+    def prepare(self, events: DataFrame) -> DataFrame:
+        """Validation and the subject fan-out on the stream itself, so Spark plans them once
+        for the query: built per micro-batch in Python they took most of each batch's time
+        (benchmarks/freshness.py). Rejected events are the lake query's business."""
+        bronze = fs.api_events_to_bronze(events, F.current_date(), F.col(SOURCE_FILE_COL))
+        annotated = fs.annotate_api_events(
+            bronze,
+            event_types=self.settings.event_weights,
+            key=self.key,
+            latest_allowed=F.timestamp_add(
+                "SECOND", F.lit(self.settings.events_max_future_seconds), F.current_timestamp()
+            ),
+        )
+        return fs.realtime_events(
+            valid_events(annotated), key=self.key, weights=self.settings.event_weights
+        )
+
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        now = datetime.now(UTC)
-        _, split = self.validate(batch, now)
-        events = fs.subject_events(
-            split.valid, self.categories(), key=self.key, weights=self.settings.event_weights
-        ).collect()
-        written = self.write_redis(batch_id, events, now.timestamp())
+        events = batch.collect()
+        written = self.write_redis(batch_id, events, time.time())
         log.info(
             "redis batch %d: %d subject-event(s) %s in %.3fs",
             batch_id,
@@ -196,8 +221,10 @@ class RedisWriter(_Writer):
         )
 
     def write_redis(self, batch_id: int, rows: Sequence[Any], now: float) -> bool:
-        """Merge the batch into every touched document and write them all, plus the batch
-        marker, in one transaction. False when the batch had already been written."""
+        """Merge the batch (rows of features.streaming.realtime_events) into every touched
+        document and write them all, plus the batch marker, in one transaction; an event id
+        repeated within the batch counts once. False when the batch had already been
+        written."""
         s, layout = self.settings, self.layout
         marker = layout.stream_batch(batch_id, self.query_id())
         if self.redis.exists(marker):
@@ -206,6 +233,7 @@ class RedisWriter(_Writer):
         event_ids = sorted({r[c.EVENT_ID] for r in unique})
         seen_flags = self.redis.mget([layout.stream_seen(e) for e in event_ids]) if unique else []
         seen = {e for e, flag in zip(event_ids, seen_flags, strict=True) if flag}
+        categories = self.categories()
         by_subject: dict[str, list[fs.Event]] = defaultdict(list)
         for r in unique:
             if r[c.EVENT_ID] in seen:
@@ -216,7 +244,7 @@ class RedisWriter(_Writer):
                     r[c.ITEM_ID],
                     r[c.EVENT_TYPE],
                     float(r[fs.TS]),
-                    r[c.CATEGORY],
+                    categories.get(r[c.ITEM_ID]),
                     float(r[fs.WEIGHT]),
                 )
             )
@@ -272,9 +300,10 @@ def start(
         ("lake", LakeWriter, settings.stream_lake_trigger_seconds),
     ):
         checkpoint = f"{root}/{name}"
+        writer = writer_class(spark, settings, checkpoint)
         stream = (
-            read_event_log(spark, settings)
-            .writeStream.foreachBatch(writer_class(spark, settings, checkpoint))
+            writer.prepare(read_event_log(spark, settings))
+            .writeStream.foreachBatch(writer)
             .option("checkpointLocation", checkpoint)
             .queryName(f"recolake-streaming-{name}")
         )

@@ -95,22 +95,42 @@ def test_api_events_validated_and_fanned_out_to_subjects(spark):
     reasons = {r[c.EVENT_ID]: r[c.REASON] for r in split.quarantined.collect()}
     assert reasons == {"e3": "unknown_event_type", "e4": "missing_user_id"}
     QUARANTINE_EVENTS.conform(split.quarantined)
-    categories = spark.createDataFrame(
-        [("i1", "shoes")], f"{c.ITEM_ID} string, {c.CATEGORY} string"
-    )
-    out = fs.subject_events(
-        split.valid, categories, key=KEY, weights={"view": 1.0, "purchase": 5.0}
-    )
-    got = sorted((r[fs.SUBJECT], r[c.EVENT_ID], r[c.CATEGORY], r[fs.WEIGHT]) for r in out.collect())
+    out = fs.realtime_events(split.valid, key=KEY, weights={"view": 1.0, "purchase": 5.0})
+    got = sorted((r[fs.SUBJECT], r[c.EVENT_ID], r[fs.WEIGHT]) for r in out.collect())
     assert got == sorted(
         [
-            (pseudonymise("alice", KEY), "e1", "shoes", 1.0),
-            (session_subject("s1", KEY), "e1", "shoes", 1.0),
-            (session_subject("s2", KEY), "e2", None, 5.0),  # anonymous: session subject only
+            (pseudonymise("alice", KEY), "e1", 1.0),
+            (session_subject("s1", KEY), "e1", 1.0),
+            (session_subject("s2", KEY), "e2", 5.0),  # anonymous: session subject only
         ]
     )
     ts = {r[c.EVENT_ID]: r[fs.TS] for r in out.collect()}
     assert ts["e1"] == datetime(2024, 5, 1, 10, tzinfo=UTC).timestamp()
+
+
+def test_stream_side_validation_uses_the_batch_clock(spark):
+    """On the stream the latest allowed time is a Column on the query's clock (planned once,
+    evaluated per micro-batch), not a datetime fixed when the plan was built."""
+    now = datetime.now(UTC)
+    rows = [
+        ("ok", "alice", "i1", "view", (now - timedelta(minutes=1)).isoformat(), None, None, None),
+        ("soon", "alice", "i1", "view", (now + timedelta(minutes=4)).isoformat(), None, None, None),
+        ("late", "alice", "i1", "view", (now + timedelta(minutes=6)).isoformat(), None, None, None),
+        ("anon", None, "i2", "view", now.isoformat(), "s1", None, None),
+    ]
+    bronze = fs.api_events_to_bronze(
+        spark.createDataFrame(rows, fs.EVENT_LOG_SCHEMA), F.current_date(), F.lit("f.jsonl")
+    )
+    annotated = fs.annotate_api_events(
+        bronze,
+        event_types={"view": 1.0},
+        key=KEY,
+        latest_allowed=F.timestamp_add("SECOND", F.lit(300), F.current_timestamp()),
+    )
+    reasons = {r[c.EVENT_ID]: r[c.REASON] for r in annotated.collect()}
+    assert reasons == {"ok": None, "soon": None, "late": "timestamp_after_ds", "anon": None}
+    keys = {r[c.EVENT_ID]: r[c.USER_KEY] for r in annotated.collect()}
+    assert keys["anon"] is None and keys["ok"] == pseudonymise("alice", KEY)
 
 
 # --------------------------------------------------------------------------- the real job
