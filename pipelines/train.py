@@ -63,7 +63,7 @@ def params_from(settings: Settings, point: dict[str, float | int] | None = None)
     point = point or {}
     return ALSParams(
         rank=int(point.get("rank", settings.als_rank)),
-        max_iter=settings.als_max_iter,
+        max_iter=int(point.get("max_iter", settings.als_max_iter)),
         reg_param=float(point.get("reg_param", settings.als_reg_param)),
         alpha=float(point.get("alpha", settings.als_alpha)),
         seed=settings.als_seed,
@@ -94,7 +94,8 @@ def tune(
     trials = []
     for params in grid:
         with mlflow.start_run(
-            run_name=f"als-{params.rank}-{params.reg_param}-{params.alpha}", nested=True
+            run_name=f"als-{params.rank}-{params.reg_param}-{params.alpha}-{params.max_iter}",
+            nested=True,
         ) as child:
             recs = als_lists(split, params, settings.eval_k).cache()
             metrics = RankingEvaluation(recs, split.truth, settings.eval_k).all()

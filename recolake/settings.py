@@ -224,10 +224,13 @@ class Settings(BaseSettings):
     als_tune_ranks: list[int] = Field(
         default_factory=lambda: [32, 64],
         description="ALS tuning grid (train): ranks tried on the validation split; "
-        "empty = als_rank only. The grid is ranks x reg_params x alphas.",
+        "empty = als_rank only. The grid is ranks x reg_params x alphas x max_iters.",
     )
     als_tune_reg_params: list[float] = Field(default_factory=lambda: [0.01, 1.0])
     als_tune_alphas: list[float] = Field(default_factory=lambda: [2.0, 20.0])
+    als_tune_max_iters: list[int] = Field(
+        default_factory=list, description="Iterations tried; empty = als_max_iter only."
+    )
     validation_days: int = Field(
         default=14, ge=1, description="Last days before the hold-out used to tune and weigh."
     )
@@ -255,10 +258,11 @@ class Settings(BaseSettings):
     def als_grid(self) -> list[dict[str, float | int]]:
         """The ALS tuning grid as parameter dicts (one point when tuning is off)."""
         return [
-            {"rank": r, "reg_param": g, "alpha": a}
+            {"rank": r, "reg_param": g, "alpha": a, "max_iter": i}
             for r in (self.als_tune_ranks or [self.als_rank])
             for g in (self.als_tune_reg_params or [self.als_reg_param])
             for a in (self.als_tune_alphas or [self.als_alpha])
+            for i in (self.als_tune_max_iters or [self.als_max_iter])
         ]
 
     @field_validator("event_weights")

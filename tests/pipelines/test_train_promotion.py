@@ -34,9 +34,14 @@ def test_promotion_decision_rules():
 
 def test_als_grid_from_settings(tmp_path):
     one = make_settings(tmp_path)
-    assert one.als_grid() == [{"rank": one.als_rank, "reg_param": 0.1, "alpha": 20.0}]
+    assert one.als_grid() == [
+        {"rank": one.als_rank, "reg_param": 0.1, "alpha": 20.0, "max_iter": one.als_max_iter}
+    ]
     grid = make_settings(tmp_path, als_tune_ranks=[8, 16], als_tune_reg_params=[0.1, 1.0])
     assert len(grid.als_grid()) == 4 and {g["rank"] for g in grid.als_grid()} == {8, 16}
+    iters = make_settings(tmp_path, als_tune_ranks=[8], als_tune_max_iters=[5, 15])
+    assert [g["max_iter"] for g in iters.als_grid()] == [5, 15]
+    assert [train.params_from(iters, g).max_iter for g in iters.als_grid()] == [5, 15]
 
 
 @pytest.mark.spark
