@@ -25,8 +25,7 @@ from features.transforms import (
     SilverSplit,
     annotate_events,
     pseudonymise_column,
-    quarantined_events,
-    valid_events,
+    validate_events,
     weight_column,
 )
 
@@ -59,7 +58,7 @@ def api_events_to_bronze(
         F.lit(API_FORMAT).alias(c.SOURCE_FORMAT),
         source_file.cast("string").alias(c.SOURCE_FILE),
         F.current_timestamp().alias(c.INGESTED_AT),
-        (ingest_ds if isinstance(ingest_ds, Column) else F.lit(ingest_ds)).alias(c.INGEST_DS),
+        F.lit(ingest_ds).alias(c.INGEST_DS),  # a Column passes through lit as is
     )
 
 
@@ -102,14 +101,12 @@ def validate_api_events(
     latest_allowed: datetime | Column,
 ) -> SilverSplit:
     """features.transforms.validate_events with annotate_api_events' anonymous events."""
-    deduped = bronze.dropDuplicates([c.EVENT_ID, *c.RAW_EVENT_FIELDS, c.SOURCE_FORMAT])
-    annotated = annotate_api_events(
-        deduped, event_types=event_types, key=key, latest_allowed=latest_allowed
-    )
-    return SilverSplit(
-        valid=valid_events(annotated),
-        quarantined=quarantined_events(annotated),
-        exact_duplicates=bronze.exceptAll(deduped),
+    return validate_events(
+        bronze,
+        event_types=event_types,
+        key=key,
+        latest_allowed=latest_allowed,
+        annotate=annotate_api_events,
     )
 
 

@@ -6,7 +6,7 @@ every function is unit-tested on frames of a few rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -164,11 +164,13 @@ def validate_events(
     event_types: Mapping[str, float] | list[str],
     key: bytes,
     latest_allowed: datetime | Column,
+    annotate: Callable[..., DataFrame] | None = None,
 ) -> SilverSplit:
     """Split bronze events into typed silver rows, quarantined rows (with a reason) and
-    exact duplicates. Every input row lands in exactly one of the three."""
+    exact duplicates. Every input row lands in exactly one of the three. ``annotate`` (default
+    annotate_events) sets the reasons: the streaming job passes its own variant."""
     deduped = bronze.dropDuplicates([c.EVENT_ID, *c.RAW_EVENT_FIELDS, c.SOURCE_FORMAT])
-    annotated = annotate_events(
+    annotated = (annotate or annotate_events)(
         deduped, event_types=event_types, key=key, latest_allowed=latest_allowed
     )
     return SilverSplit(
@@ -189,11 +191,7 @@ def annotate_events(
     row, no shuffle: it also runs on a stream, where the streaming job plans it once instead
     of per micro-batch (``latest_allowed`` then is a Column on the batch's clock)."""
     known_types = sorted(event_types)
-    event_type = F.lower(F.trim(c.EVENT_TYPE))
-    event_time = parse_timestamp(F.col(c.TIMESTAMP))
-    latest = latest_allowed if isinstance(latest_allowed, Column) else F.lit(latest_allowed)
-    quantity = F.trim(c.QUANTITY).try_cast("int")
-    price = F.trim(c.PRICE).try_cast("double")
+    event_type, event_time, quantity, price = _typed_fields()
     is_retail = F.col(c.SOURCE_FORMAT) == "online_retail"
     too_long = (
         (F.length(c.USER_ID) > MAX_ID_LENGTH)
@@ -209,7 +207,7 @@ def annotate_events(
         .when(~event_type.isin(known_types), "unknown_event_type")
         .when(_blank(F.col(c.TIMESTAMP)), "missing_timestamp")
         .when(event_time.isNull(), "unparseable_timestamp")
-        .when(event_time >= latest, "timestamp_after_ds")
+        .when(event_time >= F.lit(latest_allowed), "timestamp_after_ds")  # lit: Column as is
         .when(~_blank(F.col(c.QUANTITY)) & quantity.isNull(), "invalid_quantity")
         .when(is_retail & F.col(c.SESSION_ID).startswith("C"), "cancellation")
         .when(quantity <= 0, "non_positive_quantity")
@@ -219,6 +217,16 @@ def annotate_events(
     )
     user_key = F.when(~_blank(F.col(c.USER_ID)), pseudonymise_column(F.trim(c.USER_ID), key))
     return bronze.withColumns({c.REASON: reason, c.USER_KEY: user_key})
+
+
+def _typed_fields() -> tuple[Column, Column, Column, Column]:
+    """Event type, event time, quantity and price parsed from the raw strings."""
+    return (
+        F.lower(F.trim(c.EVENT_TYPE)),
+        parse_timestamp(F.col(c.TIMESTAMP)),
+        F.trim(c.QUANTITY).try_cast("int"),
+        F.trim(c.PRICE).try_cast("double"),
+    )
 
 
 def quarantined_events(annotated: DataFrame) -> DataFrame:
@@ -236,16 +244,16 @@ def quarantined_events(annotated: DataFrame) -> DataFrame:
 
 def valid_events(annotated: DataFrame) -> DataFrame:
     """The accepted rows of annotate_events, typed as silver."""
-    event_time = parse_timestamp(F.col(c.TIMESTAMP))
+    event_type, event_time, quantity, price = _typed_fields()
     return annotated.where(F.col(c.REASON).isNull()).select(
         F.coalesce(F.col(c.EVENT_ID), event_fingerprint(annotated)).alias(c.EVENT_ID),
         F.col(c.USER_KEY),
         F.trim(c.ITEM_ID).alias(c.ITEM_ID),
-        F.lower(F.trim(c.EVENT_TYPE)).alias(c.EVENT_TYPE),
+        event_type.alias(c.EVENT_TYPE),
         event_time.alias(c.EVENT_TIME),
         F.col(c.SESSION_ID),
-        F.trim(c.QUANTITY).try_cast("int").alias(c.QUANTITY),
-        F.trim(c.PRICE).try_cast("double").alias(c.PRICE),
+        quantity.alias(c.QUANTITY),
+        price.alias(c.PRICE),
         F.col(c.SOURCE_FORMAT),
         F.col(c.INGEST_DS),
         F.to_date(event_time).alias(c.EVENT_DATE),
