@@ -118,6 +118,9 @@ def run_nightly(
         "RECOLAKE_REDIS_NAMESPACE": namespace,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PATH": f"{MAIN_BIN}{os.pathsep}{os.environ['PATH']}",
+        # The whole sample's nightly, as shipped (recolake_env's 2g is for the DAG's slice):
+        # under local[2] the executors live in the driver, and 2g ran out building a broadcast.
+        "RECOLAKE_SPARK_DRIVER_MEMORY": "4g",
     }
     started = time.perf_counter()
     proc = subprocess.run(
