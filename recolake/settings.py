@@ -87,6 +87,30 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    redis_connect_timeout_seconds: float = Field(
+        default=0.3, gt=0, description="Every Redis client: TCP connect timeout."
+    )
+    redis_socket_timeout_seconds: float = Field(
+        default=0.3,
+        gt=0,
+        description="API Redis clients: per-command socket timeout (a stalled Redis answers "
+        "503 + Retry-After or the documented fallback within about this long).",
+    )
+    redis_job_socket_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Jobs' Redis clients (big publish pipelines)."
+    )
+    redis_pool_size: int = Field(
+        default=64, ge=1, description="API: connections per process (a blocking pool)."
+    )
+    redis_pool_timeout_seconds: float = Field(
+        default=0.2, ge=0, description="API: how long a request waits for a free connection."
+    )
+    realtime_user_ttl_hours: float = Field(
+        default=30 * 24, gt=0, description="TTL of a user's real-time keys (refreshed by events)."
+    )
+    realtime_session_ttl_hours: float = Field(
+        default=12, gt=0, description="TTL of an anonymous session's real-time keys."
+    )
 
     # --- request-time blend (online/blend.py) ---------------------------------------------
     blend_weight_als: float = Field(default=1.0, ge=0, description="Weight of the ALS list.")
@@ -125,6 +149,11 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token required by writes (POST /v1/events); reads stay open. "
         "Unset = writes are refused (403).",
+    )
+    api_read_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every /v1 read needs `Authorization: Bearer <read or write "
+        "token>` (recommendations expose a user's recent history). Unset = reads are open.",
     )
     event_log: Literal["local", "kafka"] = Field(
         default="local", description="Where accepted events go: a landing dir, or Kafka."

@@ -1,0 +1,141 @@
+"""The Redis key layout, in one place: the publish job writes it, the streaming job keeps the
+real-time part, the API reads it.
+
+A publish writes everything under a fresh version namespace, then flips ``<ns>:live`` to it
+with one SET (atomic), then lets the previous version expire after a grace period, so a
+reader never sees a half-written publish. Per-user lists live in ``buckets`` hashes per
+version (few keys to expire, spread over a Redis Cluster's slots).
+
+Real-time keys are per *subject*: a pseudonymised user key (``u:<hmac>``) or a pseudonymised
+anonymous session (``s:<hmac>``). The prefix decides the TTL (ttl.TtlPolicy): sessions live
+hours, users days. Client event ids never appear in key names: ``event_token`` hashes them,
+with the subject, under the pseudonymisation key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import zlib
+from dataclasses import dataclass
+
+from recolake.privacy import pseudonymise
+
+#: Kinds of published item-item neighbour lists (mirrored by features.columns.NEIGHBOUR_KINDS).
+NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
+
+USER_PREFIX = "u:"
+SESSION_PREFIX = "s:"
+
+
+def user_subject(user_key: str) -> str:
+    """The real-time subject of a user, from its pseudonymised key."""
+    return USER_PREFIX + user_key
+
+
+def session_subject(session_id: str, key: bytes) -> str:
+    """The real-time subject of an anonymous session, from the raw session id: pseudonymised
+    in a namespace of its own, so a session id can never collide with a user id."""
+    return SESSION_PREFIX + pseudonymise(f"session:{session_id}", key)
+
+
+def subject_kind(subject: str) -> str:
+    """'user' or 'session' (what decides a real-time key's TTL)."""
+    if subject.startswith(USER_PREFIX):
+        return "user"
+    if subject.startswith(SESSION_PREFIX):
+        return "session"
+    raise ValueError(f"not a real-time subject: {subject[:16]!r}")
+
+
+def event_token(subject: str, event_id: str, key: bytes) -> str:
+    """A client's idempotency key, scoped to its subject and hashed: the same ``event_id``
+    from another user is another event, and raw ids stay out of key names."""
+    digest = hmac.new(key, f"{subject}\0{event_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    namespace: str
+
+    # --- publications (BatchWriter writes, Reader reads) ----------------------------------
+
+    @property
+    def live(self) -> str:
+        """String key: the version id currently served."""
+        return f"{self.namespace}:live"
+
+    def meta(self, version: str) -> str:
+        """Hash: model_version, ds, published_at, buckets, users, codec, ..."""
+        return f"{self.namespace}:pub:{version}:meta"
+
+    def recs(self, version: str, bucket: int) -> str:
+        """Hash: pseudonymised user key -> encoded list of (item_id, score)."""
+        return f"{self.namespace}:pub:{version}:recs:{bucket}"
+
+    def popular(self, version: str) -> str:
+        """String: encoded list of (item_id, score), most popular first."""
+        return f"{self.namespace}:pub:{version}:popular"
+
+    def neighbours(self, version: str, kind: str, bucket: int) -> str:
+        """Hash: item_id -> encoded list of (neighbour_id, score); kind in NEIGHBOUR_KINDS."""
+        return f"{self.namespace}:pub:{version}:nbr:{kind}:{bucket}"
+
+    def items(self, version: str, bucket: int) -> str:
+        """Hash: item_id -> encoded {"title", "category", "available"}."""
+        return f"{self.namespace}:pub:{version}:items:{bucket}"
+
+    def version_keys(self, version: str, buckets: int) -> list[str]:
+        """Every key a publication may own (used to make it permanent, then expire it)."""
+        return [
+            self.meta(version),
+            self.popular(version),
+            *(self.recs(version, b) for b in range(buckets)),
+            *(self.items(version, b) for b in range(buckets)),
+            *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
+        ]
+
+    # --- real-time features (StreamWriter writes, Reader reads) ---------------------------
+    # Values are whole documents written with SET, so replaying a micro-batch writes the same
+    # values again (idempotent). Every per-subject key carries the subject's TTL.
+
+    def recent(self, subject: str) -> str:
+        """String: list of {"item_id", "event_type", "ts"}, newest first (last N)."""
+        return f"{self.namespace}:rt:recent:{subject}"
+
+    def affinity(self, subject: str) -> str:
+        """String: {"items", "categories", "session_categories", "as_of", "last_ts"}."""
+        return f"{self.namespace}:rt:affinity:{subject}"
+
+    @property
+    def trending(self) -> str:
+        """String: list of [item_id, score] over the sliding window, hottest first."""
+        return f"{self.namespace}:rt:trending"
+
+    @property
+    def trending_state(self) -> str:
+        """String: {"buckets": {bucket start epoch: {item_id: weight}}}: the sliding window
+        behind ``trending`` (internal to the streaming job)."""
+        return f"{self.namespace}:rt:trending:state"
+
+    def stream_batch(self, batch_id: int, query: str = "") -> str:
+        """Marker of a micro-batch whose Redis writes completed (written in the same MULTI as
+        the documents). ``query`` is the streaming query's id (from its checkpoint), so a new
+        checkpoint starting again at batch 0 is not mistaken for a replay."""
+        return f"{self.namespace}:rt:batch:{query + ':' if query else ''}{batch_id}"
+
+    def stream_seen(self, token: str) -> str:
+        """Marker (TTL) of an event already counted by the streaming job; ``token`` is
+        ``event_token(subject, event_id, key)``."""
+        return f"{self.namespace}:rt:seen:{token}"
+
+    def idempotency(self, token: str) -> str:
+        """String (TTL): the fingerprint and summary of the event the API accepted under
+        ``token`` = ``event_token(subject, event_id, key)``; a different payload under the same
+        token is a conflict (409)."""
+        return f"{self.namespace}:idem:{token}"
+
+    @staticmethod
+    def bucket_of(user_key: str, buckets: int) -> int:
+        return zlib.crc32(user_key.encode("utf-8")) % buckets
