@@ -75,6 +75,97 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+NODE_ARGS = [
+    "--bind",
+    "127.0.0.1",
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--save",
+    "",
+]
+CREATE_ARGS = ["--cluster-replicas", "0", "--cluster-yes"]
+
+
+def cluster_ports(n: int) -> list[int]:
+    """Distinct free ports whose cluster bus port (port + 10000) is valid too."""
+    ports: set[int] = set()
+    while len(ports) < n:
+        port = free_port()
+        if port + 10000 <= 65535:
+            ports.add(port)
+    return sorted(ports)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.fail("redis-server/redis-cli missing: `make redis` installs them")
+    root = tmp_path_factory.mktemp("redis-cluster")
+    ports = cluster_ports(3)
+    procs = []
+    try:
+        for port in ports:
+            node = Path(root / str(port))
+            node.mkdir()
+            procs.append(
+                subprocess.Popen(
+                    ["redis-server", "--port", str(port), *NODE_ARGS, "--dir", str(node)],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+        for port in ports:
+            deadline = time.monotonic() + 10
+            while (
+                subprocess.run(
+                    ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+                ).stdout.strip()
+                != "PONG"
+            ):
+                assert time.monotonic() < deadline, f"node {port} did not start"
+                time.sleep(0.05)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *CREATE_ARGS],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while (
+            "cluster_state:ok"
+            not in subprocess.run(
+                ["redis-cli", "-p", str(ports[0]), "cluster", "info"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, "cluster did not reach state ok"
+            time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["single", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The online-store contract suite runs against both: a single node and a 3-master
+    Redis Cluster (every key of the contract must work across slots)."""
+    if request.param == "single":
+        server = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(server.url).flushdb()
+        return server.url
+    url = request.getfixturevalue("redis_cluster")
+    from recolake.onlinestore import connect
+
+    client = connect(url)
+    client.flushall(target_nodes="primaries")
+    client.close()
+    return url
+
+
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
