@@ -75,3 +75,13 @@ class EventsResponse(BaseModel):
     accepted: int
     event_ids: list[str] = Field(description="Ids of the accepted events, in posted order.")
     rejected: list[RejectedEvent] = Field(default_factory=list)
+
+
+# --- errors (every non-2xx answer of every route) ----------------------------------------
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx answer: a human-readable reason (a list of per-field errors
+    for request validation failures)."""
+
+    detail: str | list[dict] = Field(description="Why the request was not served.")

@@ -7,13 +7,15 @@ permanent: a publish that dies half-way leaves nothing behind and changes nothin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import redis
 
+from recolake.onlinestore.codecs import decode_items, encode_item_info, encode_items
 from recolake.redis_layout import RedisLayout
+
+__all__ = ["decode_items", "encode_item_info", "encode_items"]
 
 STAGING_TTL_SECONDS = 6 * 3600
 WRITE_CHUNK = 500
@@ -28,18 +30,6 @@ def connect(url: str) -> redis.Redis:
         plain = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "")
         return RedisCluster.from_url(plain, decode_responses=True)  # type: ignore[return-value]
     return redis.Redis.from_url(url, decode_responses=True)
-
-
-def encode_items(items: Sequence[tuple[str, float]]) -> str:
-    return json.dumps(
-        [[item, round(float(score), 6)] for item, score in items], separators=(",", ":")
-    )
-
-
-def decode_items(payload: str | None) -> list[tuple[str, float]]:
-    if not payload:
-        return []
-    return [(str(item), float(score)) for item, score in json.loads(payload)]
 
 
 def write_user_lists(
@@ -66,14 +56,6 @@ def write_user_lists(
         written += len(chunk)
     client.close()
     return written
-
-
-def encode_item_info(title: str | None, category: str | None, available: bool) -> str:
-    return json.dumps(
-        {"title": title, "category": category, "available": bool(available)},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
 
 
 def write_catalog(
