@@ -19,6 +19,15 @@ if [ -z "${RECOLAKE_API_TOKEN:-}" ]; then
 fi
 export RECOLAKE_API_TOKEN
 
+# Reads (recommendations, which show a user's recent history) need the read token too: an app
+# server holds it, never a browser. Unset RECOLAKE_API_READ_TOKEN="" to serve reads openly.
+if [ -z "${RECOLAKE_API_READ_TOKEN+set}" ]; then
+  [ -s .recolake/api-read.token ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > .recolake/api-read.token
+  RECOLAKE_API_READ_TOKEN="$(cat .recolake/api-read.token)"
+fi
+export RECOLAKE_API_READ_TOKEN
+if [ -n "$RECOLAKE_API_READ_TOKEN" ]; then READ_AUTH="-H 'Authorization: Bearer $RECOLAKE_API_READ_TOKEN' "; else READ_AUTH=""; fi
+
 REDIS_PORT="${RECOLAKE_DEMO_REDIS_PORT:-6380}"
 export RECOLAKE_REDIS_URL="${RECOLAKE_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT}/0}"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$PWD/.recolake" --save '' --appendonly no \
@@ -49,22 +58,23 @@ recolake API on $API (docs: $API/docs); $STREAM_NOTE.
 Model comparison (every model on the same hold-out): var/reports/*/evaluation-report/index.html
 MLflow runs (tuning trials, evaluation, registry): .venv/bin/mlflow ui --backend-store-uri sqlite:///var/mlflow/mlflow.db
 API token for writes: $RECOLAKE_API_TOKEN
+Read token (every /v1 GET): ${RECOLAKE_API_READ_TOKEN:-none, reads are open}
 
 Try:
-  curl -s '$API/v1/recommendations/15100?k=5'            # a known customer (ALS + blend)
-  curl -s '$API/v1/recommendations?session_id=demo&k=5'  # an anonymous visitor: trending/popular
+  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5'            # a known customer (ALS + blend)
+  curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'  # an anonymous visitor: trending/popular
 
 Post an event, then ask again: the viewed item shows in "recent" and its neighbours come in
 ("because you viewed ...", "bought together with ..."):
   curl -s -X POST '$API/v1/events' -H 'Authorization: Bearer $RECOLAKE_API_TOKEN' \\
     -H 'Content-Type: application/json' \\
     -d "{\"user_id\":\"15100\",\"session_id\":\"demo\",\"item_id\":\"22423\",\"event_type\":\"view\",\"timestamp\":\"\$(date -u +%FT%TZ)\"}"
-  curl -s '$API/v1/recommendations/15100?k=5'
-  curl -s '$API/v1/recommendations?session_id=demo&k=5'
+  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5'
+  curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'
 
 Item pages:
-  curl -s '$API/v1/items/22423/similar?k=5'
-  curl -s '$API/v1/items/22423/bought-together?k=5'
+  curl -s ${READ_AUTH}'$API/v1/items/22423/similar?k=5'
+  curl -s ${READ_AUTH}'$API/v1/items/22423/bought-together?k=5'
   curl -s '$API/healthz'
 Ctrl-C stops the API, the streaming job and Redis.
 MSG
