@@ -1,0 +1,45 @@
+"""Codecs of the online store: round trips and sizes (no services needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from recolake.onlinestore import codecs
+
+
+def test_compact_list_keeps_order_and_scores_to_a_255th_of_the_range():
+    positions = [70_000, 3, 65_535, 12, 1_000_000]
+    scores = [0.91, 0.5, 0.5, 0.2, -0.1]
+    payload = codecs.encode_ranked_positions(positions, scores, codecs.index_width(2_000_000))
+    decoded = codecs.decode_ranked_positions(payload)
+    assert [p for p, _ in decoded] == positions
+    span = max(scores) - min(scores)
+    for (_, got), want in zip(decoded, scores, strict=True):
+        assert abs(got - want) <= span / 255 / 2 + 1e-6
+
+
+def test_compact_list_of_fifty_items_is_small():
+    payload = codecs.encode_ranked_positions(list(range(50)), [1 - i / 50 for i in range(50)], 3)
+    json_payload = codecs.encode_items([(f"item-{i:06d}", 1 - i / 50) for i in range(50)])
+    assert len(payload) == 9 + 50 * 4
+    assert len(payload) < len(json_payload) / 3
+
+
+def test_index_width_grows_with_the_index():
+    assert codecs.index_width(10) == 2
+    assert codecs.index_width(65_536) == 2
+    assert codecs.index_width(65_537) == 3
+    assert codecs.index_width(1 << 24) == 3
+    assert codecs.index_width((1 << 24) + 1) == 4
+
+
+def test_equal_scores_and_empty_lists():
+    assert codecs.decode_ranked_positions(codecs.encode_ranked_positions([], [], 2)) == []
+    decoded = codecs.decode_ranked_positions(codecs.encode_ranked_positions([5, 6], [0.3, 0.3], 2))
+    assert decoded == [(5, pytest.approx(0.3)), (6, pytest.approx(0.3))]
+
+
+def test_a_truncated_value_is_an_error_not_a_shorter_list():
+    payload = codecs.encode_ranked_positions([1, 2, 3], [3.0, 2.0, 1.0], 2)
+    with pytest.raises(ValueError):
+        codecs.decode_ranked_positions(payload[:-1])
