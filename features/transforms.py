@@ -267,14 +267,18 @@ def dedupe_by_event_id(valid: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 def silver_items(bronze_items: DataFrame) -> DataFrame:
-    """Typed catalog rows, the latest ingest per item winning; unparseable prices -> null."""
+    """Typed catalog rows, the latest ingest per item winning; unparseable prices -> null.
+
+    ``available`` is optional in the documented items CSV: a missing or blank value means
+    available (only false/0/no/n mark an item unavailable), else a catalog without the column
+    would filter every item out of every answer."""
     available = F.lower(F.trim(c.AVAILABLE))
     typed = bronze_items.where(~_blank(F.col(c.ITEM_ID))).select(
         F.trim(c.ITEM_ID).alias(c.ITEM_ID),
         F.trim(c.TITLE).alias(c.TITLE),
         F.trim(c.CATEGORY).alias(c.CATEGORY),
         F.trim(c.PRICE).try_cast("double").alias(c.PRICE),
-        (~available.isin("false", "0", "no", "n")).alias(c.AVAILABLE),
+        F.coalesce(~available.isin("false", "0", "no", "n"), F.lit(True)).alias(c.AVAILABLE),
         F.col(c.INGEST_DS),
         F.col(c.INGESTED_AT),
     )
@@ -352,10 +356,10 @@ def item_popularity(
         .groupBy(col_item)
         .agg(F.countDistinct(col_user).alias(c.N_USERS), F.sum("_w").alias(c.STRENGTH))
     )
-    from pyspark.sql import Window
+    from models.indexing import global_row_number  # a distributed sort, not one partition
 
-    order = Window.orderBy(F.desc(c.N_USERS), F.desc(c.STRENGTH), F.asc(col_item))
-    return counted.withColumn(c.RANK, F.row_number().over(order).cast("int"))
+    order = [F.desc(c.N_USERS), F.desc(c.STRENGTH), F.asc(col_item)]
+    return global_row_number(counted, order, c.RANK)
 
 
 def item_catalog(items: DataFrame, events: DataFrame, *, as_of: datetime) -> DataFrame:

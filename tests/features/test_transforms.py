@@ -249,3 +249,34 @@ def test_silver_items_latest_ingest_wins_and_types(spark):
     out = transforms.silver_items(spark.createDataFrame(rows, BRONZE_ITEMS.schema)).collect()
     assert len(out) == 1
     assert (out[0][c.TITLE], out[0][c.PRICE], out[0][c.AVAILABLE]) == ("New", None, False)
+
+
+def test_silver_items_missing_or_blank_available_means_available(spark):
+    """The documented items CSV has no `available` column: bronze holds null for it, and that
+    must not mark the whole catalog unavailable. Blank is the same; only false/0/no/n say no."""
+    from features.tables import BRONZE_ITEMS
+
+    def row(item_id, available):
+        return Row(
+            item_id=item_id,
+            title=f"T {item_id}",
+            category="C",
+            price="2.5",
+            available=available,
+            source_format="generic",
+            source_file=None,
+            ingested_at=datetime(2024, 5, 1),
+            ingest_ds=date(2024, 5, 1),
+        )
+
+    values = {"null": None, "blank": "  ", "yes": "Yes", "one": "1", "no": "No", "zero": "0"}
+    frame = spark.createDataFrame([row(k, v) for k, v in values.items()], BRONZE_ITEMS.schema)
+    out = {r[c.ITEM_ID]: r[c.AVAILABLE] for r in transforms.silver_items(frame).collect()}
+    assert out == {
+        "null": True,
+        "blank": True,
+        "yes": True,
+        "one": True,
+        "no": False,
+        "zero": False,
+    }
