@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from recolake import publication  # noqa: E402
+from recolake.onlinestore import KeyLayout, user_subject  # noqa: E402
 from recolake.privacy import pseudonymise  # noqa: E402
-from recolake.redis_layout import RedisLayout  # noqa: E402
 
 KEY = "benchmark-pseudonymisation-key"
 NAMESPACE = "bench"
@@ -67,9 +67,9 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def publish_synthetic(url: str, users: int, items: int, seed: int = 7) -> None:
-    """A publication of the real shape (see recolake/redis_layout.py)."""
+    """A publication of the real shape (see recolake/onlinestore/keys.py)."""
     rng = random.Random(seed)
-    layout = RedisLayout(NAMESPACE)
+    layout = KeyLayout(NAMESPACE)
     ids = [f"i{n}" for n in range(items)]
     weights = [1.0 / (1 + n) ** 0.8 for n in range(items)]  # long tail
     common = dict(url=url, layout=layout, version="bench", buckets=BUCKETS)
@@ -108,9 +108,12 @@ def publish_synthetic(url: str, users: int, items: int, seed: int = 7) -> None:
             {"item_id": i, "event_type": rng.choice(["view", "view", "add_to_cart"]), "ts": now - n}
             for n, (i, _) in enumerate(ranked(5))
         ]
-        pipe.set(layout.recent(user_key), json.dumps(recent))
+        pipe.set(layout.recent(user_subject(user_key)), json.dumps(recent))
         cats = {f"cat{rng.randrange(40)}": rng.random() for _ in range(3)}
-        pipe.set(layout.affinity(user_key), json.dumps({"items": {}, "categories": cats}))
+        pipe.set(
+            layout.affinity(user_subject(user_key)),
+            json.dumps({"items": {}, "categories": cats}),
+        )
     pipe.set(layout.trending, publication.encode_items(ranked(100)))
     pipe.execute()
     client.close()

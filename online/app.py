@@ -1,18 +1,72 @@
-"""The app factory: `uvicorn online.app:create_app --factory` or `recolake serve`."""
+"""The app factory: `uvicorn online.app:create_app --factory` or `recolake serve`.
+
+The lifespan opens what every request shares and closes it on shutdown: the Redis client
+(one cluster-aware ``connect_async`` with the API's timeouts and blocking pool), the Reader
+over it, and the event log."""
 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from online.routers import events, health, items, recommendations
-from online.store import RecommendationStore, connect
+from online.services import ServiceError
 from recolake import __version__
-from recolake.redis_layout import RedisLayout
+from recolake.eventlog import open_event_log
+from recolake.onlinestore import KeyLayout, RedisTimeouts, connect_async
+from recolake.onlinestore.reader import Reader
 from recolake.settings import Settings, get_settings
+
+log = logging.getLogger("recolake.api")
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with the documented ErrorResponse body: ``detail`` = [{loc, msg, type}]."""
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+class UnavailableEventLog:
+    """Stands in for an event log that could not be opened at start-up (say, an unwritable
+    landing dir): reads keep serving, every append fails like a failed write (503, nothing
+    stored), and the reason is in the log."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def append(self, events) -> None:
+        raise OSError(f"event log could not be opened: {self.error}")
+
+    def close(self) -> None:
+        pass
+
+
+def _open_event_log(settings: Settings):
+    try:
+        return open_event_log(settings)
+    except OSError as exc:
+        log.error("event log could not be opened, writes will answer 503: %s", exc)
+        return UnavailableEventLog(exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,11 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect(settings.redis_url)
+        client = connect_async(settings.redis_url, RedisTimeouts.for_api(settings))
         app.state.settings = settings
-        app.state.store = RecommendationStore(
-            client, RedisLayout(settings.redis_namespace), cache_items=settings.online_cache_items
+        app.state.reader = Reader(
+            client, KeyLayout(settings.redis_namespace), cache_items=settings.online_cache_items
         )
+        app.state.event_log = _open_event_log(settings)
         thresholds = gc.get_threshold()
         if settings.api_gc_gen0_threshold:
             # Requests make short-lived garbage freed by refcounting; the cyclic GC's full
@@ -38,9 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await client.aclose()
-            event_log = getattr(app.state, "event_log", None)  # opened by the first POST
-            if event_log is not None:
-                event_log.close()
+            app.state.event_log.close()
             if settings.api_gc_gen0_threshold:  # leave the process as found (tests, reloads)
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()
@@ -51,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Real-time recommendations for online shops.",
         lifespan=lifespan,
     )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(items.router)

@@ -13,10 +13,11 @@ the categories the visitor is browsing now.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import itemgetter
+
+from recolake.onlinestore.values import ItemInfo, RecentEvent
 
 #: Every source a recommended item can come from (the `source` field).
 SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular")
@@ -26,22 +27,6 @@ ANCHOR_PHRASE = {
     "add_to_cart": "because you added {} to your cart",
     "purchase": "because you bought {}",
 }
-
-
-@dataclass(frozen=True)
-class ItemInfo:
-    """Published catalog entry of one item (items(version, bucket) hash)."""
-
-    title: str | None = None
-    category: str | None = None
-    available: bool = True
-
-
-@dataclass(frozen=True)
-class RecentEvent:
-    item_id: str
-    event_type: str
-    ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,57 +61,12 @@ class Inputs:
 
     als: Sequence[tuple[str, float]] | None = None
     recent: Sequence[RecentEvent] = ()
-    #: (kind, anchor item) -> neighbour list, kinds of recolake.redis_layout.NEIGHBOUR_KINDS
+    #: (kind, anchor item) -> neighbour list, kinds of recolake.onlinestore.NEIGHBOUR_KINDS
     neighbours: Mapping[tuple[str, str], Sequence[tuple[str, float]]] = field(default_factory=dict)
     trending: Sequence[tuple[str, float]] = ()
     popular: Sequence[tuple[str, float]] = ()
     category_affinity: Mapping[str, float] = field(default_factory=dict)
     catalog: Mapping[str, ItemInfo] = field(default_factory=dict)
-
-
-# --- decoding (Redis payloads -> values) ---------------------------------------------------
-
-
-def decode_item_info(payload: str | None) -> ItemInfo | None:
-    if not payload:
-        return None
-    doc = json.loads(payload)
-    return ItemInfo(doc.get("title"), doc.get("category"), bool(doc.get("available", True)))
-
-
-def decode_recent(payload: str | None) -> list[RecentEvent]:
-    """The streaming job's recent list (newest first); malformed entries are an error, not
-    silently skipped, so a contract break between writer and reader shows up."""
-    if not payload:
-        return []
-    events = []
-    for entry in json.loads(payload):
-        if not isinstance(entry, dict) or not entry.get("item_id"):
-            raise ValueError(f"malformed recent entry: {entry!r}")
-        ts = entry.get("ts")
-        events.append(
-            RecentEvent(
-                str(entry["item_id"]),
-                str(entry.get("event_type") or "view"),
-                float(ts) if isinstance(ts, int | float) else None,
-            )
-        )
-    return events
-
-
-def decode_category_affinity(payload: str | None) -> dict[str, float]:
-    if not payload:
-        return {}
-    doc = json.loads(payload)
-    return {str(k): float(v) for k, v in (doc.get("categories") or {}).items()}
-
-
-def merge_recent(*lists: Sequence[RecentEvent]) -> list[RecentEvent]:
-    """User and session recent lists as one, newest first (events without ts keep order)."""
-    merged = [e for events in lists for e in events]
-    if len(lists) > 1:
-        merged.sort(key=lambda e: -(e.ts or 0.0))
-    return merged
 
 
 def anchors(recent: Sequence[RecentEvent], limit: int) -> list[RecentEvent]:
@@ -210,8 +150,9 @@ def blend(
     filters: Filters,
     k: int,
     n_anchors: int = 5,
-) -> list[Recommendation]:
-    """Candidates from every source, scored, filtered, diversified, top ``k``."""
+) -> Ranked:
+    """Candidates from every source, scored, filtered, diversified, top ``k`` (with the
+    counts of what the filters dropped: ``Ranked.short``)."""
     catalog = inputs.catalog
     pool: dict[str, list] = {}
     _add(pool, inputs.als or (), "als", weights.als)
@@ -240,10 +181,11 @@ def blend(
                 if info is not None and info.category in lift:
                     cand[_SCORE] *= lift[info.category]
 
-    purchased = {e.item_id for e in inputs.recent if e.event_type == "purchase"}
-    exclude = filters.exclude | purchased if purchased else filters.exclude
-    kept = _select(_ranked(pool), catalog, replace(filters, exclude=exclude), k)
-    return [
+    purchased = frozenset(e.item_id for e in inputs.recent if e.event_type == "purchase")
+    out = Ranked()
+    out.candidates = len(pool)
+    kept = _select(_ranked(pool), catalog, filters, k, out.filtered, purchased)
+    out.extend(
         Recommendation(
             item_id,
             round(cand[_SCORE], 6),
@@ -251,23 +193,69 @@ def blend(
             reason_for(cand[_SOURCE], item_id, by_item.get(cand[_ANCHOR] or ""), catalog),
         )
         for item_id, cand in kept
-    ]
+    )
+    return out
 
 
-def keep(
+#: Why a candidate was dropped (the keys of Ranked.filtered).
+DROP_REASONS = ("unavailable", "exclude", "purchased", "category", "diversity")
+
+
+class Ranked(list):
+    """The top-k list, with what happened to the other candidates: an empty or short answer
+    is never silent. ``filtered`` counts the candidates each filter dropped while the list
+    was filled (complete whenever the list is short: then every candidate was looked at)."""
+
+    candidates: int
+    filtered: dict[str, int]
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.candidates = 0
+        self.filtered = dict.fromkeys(DROP_REASONS, 0)
+
+    def short(self, k: int) -> dict | None:
+        """None when the list has ``k`` items; else why not: ``reason`` is ``no_candidates``
+        (no source proposed anything), ``few_candidates`` (the sources proposed fewer than k
+        items) or ``filtered`` (there were enough candidates, the filters removed them)."""
+        if len(self) >= k:
+            return None
+        if self.candidates == 0:
+            reason = "no_candidates"
+        elif self.candidates < k:
+            reason = "few_candidates"
+        else:
+            reason = "filtered"
+        return {
+            "reason": reason,
+            "candidates": self.candidates,
+            "filtered": {name: n for name, n in self.filtered.items() if n},
+        }
+
+
+def drop_reason(
     item_id: str,
     catalog: Mapping[str, ItemInfo],
     filters: Filters,
-) -> bool:
-    """Filters that drop an item whatever its rank: excluded, unavailable, other category."""
+    purchased: frozenset[str] = frozenset(),
+) -> str | None:
+    """The filter that drops an item whatever its rank (None: kept): excluded, bought a
+    moment ago, unavailable, other category."""
     if item_id in filters.exclude:
-        return False
+        return "exclude"
+    if item_id in purchased:
+        return "purchased"
     info = catalog.get(item_id)
     if info is not None and not info.available:
-        return False
-    if filters.category is not None:
-        return info is not None and info.category == filters.category
-    return True
+        return "unavailable"
+    if filters.category is not None and (info is None or info.category != filters.category):
+        return "category"
+    return None
+
+
+def keep(item_id: str, catalog: Mapping[str, ItemInfo], filters: Filters) -> bool:
+    """Whether no filter drops the item (see ``drop_reason``)."""
+    return drop_reason(item_id, catalog, filters) is None
 
 
 def _select(
@@ -275,16 +263,21 @@ def _select(
     catalog: Mapping[str, ItemInfo],
     filters: Filters,
     k: int,
+    dropped: dict[str, int],
+    purchased: frozenset[str] = frozenset(),
 ) -> list[tuple[str, list]]:
-    """Walk the ranking best first: drop what ``keep`` rejects, then allow at most
+    """Walk the ranking best first: drop what ``drop_reason`` rejects, then allow at most
     ``max_per_category`` items of any one (known) category (diversity after filtering;
-    items of unknown category are not capped; off when one category is requested)."""
+    items of unknown category are not capped; off when one category is requested). Each
+    drop is counted in ``dropped`` under its reason."""
     cap = None if filters.category is not None else filters.max_per_category
     counts: dict[str, int] = {}
     out = []
     for entry in ranked:
         item_id = entry[0]
-        if not keep(item_id, catalog, filters):
+        why = drop_reason(item_id, catalog, filters, purchased)
+        if why is not None:
+            dropped[why] += 1
             continue
         if cap is not None:
             info = catalog.get(item_id)
@@ -292,6 +285,7 @@ def _select(
             if category is not None:
                 seen = counts.get(category, 0)
                 if seen >= cap:
+                    dropped["diversity"] += 1
                     continue
                 counts[category] = seen + 1
         out.append(entry)
@@ -308,7 +302,7 @@ def similar(
     catalog: Mapping[str, ItemInfo],
     filters: Filters,
     k: int,
-) -> list[Recommendation]:
+) -> Ranked:
     """Neighbours of one item from several kinds merged (same rank scoring as ``blend``);
     the item itself and filtered items are dropped."""
     pool: dict[str, list] = {}
@@ -321,7 +315,10 @@ def similar(
         "co_view": f"viewed together with {title}",
         "content": f"similar to {title}",
     }
-    return [
+    out = Ranked()
+    out.candidates = len(pool)
+    out.extend(
         Recommendation(i, round(cand[_SCORE], 6), cand[_SOURCE], reasons.get(cand[_SOURCE], ""))
-        for i, cand in _select(_ranked(pool), catalog, filters, k)
-    ]
+        for i, cand in _select(_ranked(pool), catalog, filters, k, out.filtered)
+    )
+    return out

@@ -18,6 +18,29 @@ class RecommendedItem(BaseModel):
     )
 
 
+class Filtered(BaseModel):
+    """Candidates each filter dropped (only filters that dropped something are listed)."""
+
+    unavailable: int = Field(default=0, description="Marked unavailable in the catalog.")
+    exclude: int = Field(default=0, description="In the request's `exclude`.")
+    purchased: int = Field(default=0, description="Bought a moment ago (recent events).")
+    category: int = Field(default=0, description="Not of the requested `category`.")
+    diversity: int = Field(default=0, description="Over `max_per_category` for their category.")
+
+
+class Shortfall(BaseModel):
+    """Why a list has fewer than k items (absent when it has k): an empty or short answer is
+    never silent."""
+
+    reason: Literal["no_candidates", "few_candidates", "filtered"] = Field(
+        description="no_candidates: no source proposed anything (nothing published for this "
+        "user, no recent events, empty trending and popular); few_candidates: the sources "
+        "proposed fewer than k items; filtered: there were enough, the filters dropped them."
+    )
+    candidates: int = Field(description="Distinct items the sources proposed.")
+    filtered: Filtered
+
+
 class RecommendationsResponse(BaseModel):
     user_id: str | None = Field(description="The shop's user id; null for an anonymous session.")
     session_id: str | None = None
@@ -29,6 +52,9 @@ class RecommendationsResponse(BaseModel):
         description="Registry version of the model behind the served publication."
     )
     publication: str | None = Field(default=None, description="Id of the served Redis publish.")
+    short: Shortfall | None = Field(
+        default=None, description="Present only when fewer than k items are returned: why."
+    )
 
 
 class SimilarItemsResponse(BaseModel):
@@ -36,6 +62,9 @@ class SimilarItemsResponse(BaseModel):
     kind: Literal["similar", "bought_together"]
     items: list[RecommendedItem]
     publication: str | None = None
+    short: Shortfall | None = Field(
+        default=None, description="Present only when fewer than k items are returned: why."
+    )
 
 
 class HealthResponse(BaseModel):

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     redis_pool_timeout_seconds: float = Field(
         default=0.2, ge=0, description="API: how long a request waits for a free connection."
     )
+    api_health_timeout_seconds: float = Field(
+        default=0.25, gt=0, description="/healthz: deadline of its Redis PING (503 past it)."
+    )
     realtime_user_ttl_hours: float = Field(
         default=30 * 24, gt=0, description="TTL of a user's real-time keys (refreshed by events)."
     )

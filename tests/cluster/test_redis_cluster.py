@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from online.store import RecommendationStore
-from online.store import connect as connect_async
+from recolake.onlinestore import connect_async
+from recolake.onlinestore.reader import Reader
 from recolake.publication import connect, go_live, write_user_lists
 from recolake.redis_layout import RedisLayout
 
@@ -46,8 +46,8 @@ def test_publish_and_serve_through_a_redis_cluster(redis_cluster):
     client.close()
 
     async def read() -> tuple:
-        store = RecommendationStore(connect_async(redis_cluster), layout)
-        snap = await store.snapshot(["user-7"], "user-7")
+        store = Reader(connect_async(redis_cluster), layout)
+        snap = await store.snapshot("user-7", [])
         await store.client.aclose()
         return snap
 

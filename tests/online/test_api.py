@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import ClassVar
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
-from online.routers.recommendations import recommend
-from online.store import RecommendationStore, connect
+from online.services.recommend import RecommendQuery, recommend
 from recolake import publication
-from recolake.privacy import pseudonymise, session_subject
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout as RedisLayout
+from recolake.onlinestore import session_subject, user_subject
+from recolake.onlinestore.reader import Reader
+from recolake.privacy import pseudonymise
 from tests.conftest import TEST_KEY, free_port, make_settings
 
 pytestmark = pytest.mark.redis
@@ -88,8 +91,11 @@ def test_known_user_gets_als_then_popular_without_repeats(published, api_server_
     assert body["items"][3]["reason"] == "popular in kitchen"
 
 
+ALICE = user_subject(pseudonymise("alice", TEST_KEY.encode()))
+
+
 def set_recent(client, subject, *events):
-    """What the streaming job writes (recolake.redis_layout.RedisLayout.recent)."""
+    """What the streaming job writes (KeyLayout.recent of a prefixed subject)."""
     doc = [{"item_id": i, "event_type": t, "ts": 100.0 - n} for n, (i, t) in enumerate(events)]
     client.set(RedisLayout("recolake").recent(subject), json.dumps(doc))
 
@@ -99,7 +105,7 @@ def test_recent_view_changes_recommendations_with_reasons(
 ):
     api = api_server_factory(published)
     before = httpx.get(f"{api.url}/v1/recommendations/alice").json()
-    set_recent(redis_client, pseudonymise("alice", TEST_KEY.encode()), ("shoe", "view"))
+    set_recent(redis_client, ALICE, ("shoe", "view"))
     body = httpx.get(f"{api.url}/v1/recommendations/alice").json()
     assert body["recent"] == ["shoe"]
     got = {i["item_id"]: i for i in body["items"]}
@@ -139,7 +145,7 @@ def test_anonymous_session_cold_start(published, api_server_factory, redis_clien
 
 def test_filters_exclude_category_and_recent_purchase(published, api_server_factory, redis_client):
     api = api_server_factory(published)
-    set_recent(redis_client, pseudonymise("alice", TEST_KEY.encode()), ("i2", "purchase"))
+    set_recent(redis_client, ALICE, ("i2", "purchase"))
     body = httpx.get(
         f"{api.url}/v1/recommendations/alice", params=[("exclude", "i1,p2"), ("exclude", "p3")]
     ).json()
@@ -210,38 +216,65 @@ def test_openapi_docs_served(published, api_server_factory):
     assert "/v1/items/{item_id}/bought-together" in paths
 
 
+class CountingConnection(aioredis.Connection):
+    """Counts, on the client side, every command packed and every write to the socket (one
+    write = one round trip: a pipeline is packed and sent at once)."""
+
+    commands: ClassVar[list[str]] = []  # pack_commands (pipelines) packs through pack_command
+    writes: ClassVar[list[int]] = []
+
+    def pack_command(self, *args):
+        CountingConnection.commands.append(str(args[0]).upper())
+        return super().pack_command(*args)
+
+    async def send_packed_command(self, command, check_health=True):
+        CountingConnection.writes.append(1)
+        return await super().send_packed_command(command, check_health)
+
+
+def server_calls(client) -> int:
+    """Commands the server executed (INFO commandstats), the INFO itself excluded."""
+    stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
 def test_one_round_trip_per_request_once_warm(published, redis_server, redis_client):
-    """Round trips counted on a real Redis: after the first request of a version, the
-    catalog and neighbour lists come from the process cache and the live pointer is cached."""
+    """Every command counted on a real Redis, on both sides (a client-side counter on the
+    connection, the server's commandstats): after the first request of a version, one request
+    is one round trip (catalog and neighbour lists come from the process cache, the live
+    pointer is cached), and nothing is sent outside it."""
+    set_recent(redis_client, ALICE, ("shoe", "view"))
 
-    async def run() -> list[int]:
-        client = connect(redis_server.url)
-        trips = []
-        original = client.pipeline
-
-        def counting_pipeline(*args, **kwargs):
-            trips.append(1)
-            return original(*args, **kwargs)
-
-        client.pipeline = counting_pipeline  # type: ignore[method-assign]
-        store = RecommendationStore(client, RedisLayout("recolake"))
-        counts = []
+    async def run() -> list[tuple[int, list[str], int]]:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_server.url, connection_class=CountingConnection, decode_responses=True
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        await client.ping()  # the connection's own handshake is not a request's
+        reader = Reader(client, RedisLayout("recolake"))
+        query = RecommendQuery("alice", None, 5)
+        out = []
         for _ in range(3):
-            before = len(trips)
-            await recommend(
-                store,
-                published,
-                user_id="alice",
-                session_id=None,
-                k=5,
-                exclude=None,
-                category=None,
+            CountingConnection.commands.clear()
+            CountingConnection.writes.clear()
+            redis_client.config_resetstat()
+            await recommend(reader, published, query)
+            out.append(
+                (
+                    len(CountingConnection.writes),
+                    list(CountingConnection.commands),
+                    server_calls(redis_client) - 1,  # the CONFIG RESETSTAT itself
+                )
             )
-            counts.append(len(trips) - before)
         await client.aclose()
-        return counts
+        return out
 
-    set_recent(redis_client, pseudonymise("alice", TEST_KEY.encode()), ("shoe", "view"))
     counts = asyncio.run(run())
-    assert counts[0] >= 2  # lists, then catalog + neighbours of "shoe"
-    assert counts[1:] == [1, 1]
+    first_writes, first_commands, first_server = counts[0]
+    assert first_writes >= 2  # lists, then catalog + neighbours of "shoe"
+    assert first_server == len(first_commands)
+    for writes, commands, server in counts[1:]:
+        assert writes == 1
+        # the ALS list, trending, recent + affinity of the user's subject: one pipeline
+        assert sorted(commands) == ["GET", "GET", "GET", "HGET"]
+        assert server == len(commands)  # the server saw nothing the counter missed

@@ -14,11 +14,13 @@ from online.blend import (
     Weights,
     anchors,
     blend,
+    similar,
+)
+from recolake.onlinestore.values import (
     decode_category_affinity,
     decode_item_info,
     decode_recent,
     merge_recent,
-    similar,
 )
 
 W = Weights()

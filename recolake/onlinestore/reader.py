@@ -1,7 +1,18 @@
-"""Read side of the Redis layout (see recolake.redis_layout), pipelined and async."""
+"""The API's async Reader: the read side of the key layout (recolake.onlinestore.keys),
+pipelined, with per-process caches of what never changes within a publication.
+
+Subjects: the published ALS lists are keyed by the bare pseudonymised user key; the real-time
+documents (recent, affinity) by the prefixed subjects ``user_subject(user_key)`` and
+``session_subject(session_id, key)`` the streaming job writes.
+
+Errors are left to the caller: ``NothingPublishedError`` when no publication is live, and
+redis-py's ``RedisError`` (timeouts, refused connections, an exhausted pool) when Redis does
+not answer within the client's timeouts (``connect_async`` with ``RedisTimeouts``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -9,9 +20,10 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from online.blend import ItemInfo, RecentEvent, decode_item_info, decode_recent, merge_recent
-from recolake.publication import decode_items
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore.codecs import decode_items
+from recolake.onlinestore.keys import KeyLayout
+from recolake.onlinestore.values import ItemInfo, RecentEvent, decode_item_info, decode_recent
+from recolake.onlinestore.values import merge_recent as _merge_recent
 
 #: Ranked [item_id, score] pairs, as published (JSON arrays, kept as decoded lists).
 Items = list
@@ -19,25 +31,16 @@ Items = list
 _loads = json.loads
 
 
-def connect(url: str) -> aioredis.Redis:
-    """Single node by default; Redis Cluster for ``redis+cluster://`` or ``?cluster=true``."""
-    if url.startswith("redis+cluster://") or "cluster=true" in url:
-        from redis.asyncio.cluster import RedisCluster
-
-        plain = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "")
-        return RedisCluster.from_url(plain, decode_responses=True)  # type: ignore[return-value]
-    return aioredis.Redis.from_url(url, decode_responses=True)
-
-
 @dataclass(frozen=True)
 class Publication:
     version: str
     model_version: str | None
     buckets: int
+    ds: str | None = None
 
 
 class NothingPublishedError(LookupError):
-    """No publish has gone live yet."""
+    """No publish is live (never published, or Redis lost its data: re-run publish)."""
 
 
 @dataclass
@@ -69,14 +72,14 @@ class _VersionCache:
         return self
 
 
-class RecommendationStore:
+class Reader:
     """What the API needs from Redis. The live pointer is cached for ``pointer_ttl`` seconds:
     a switch becomes visible that much later, and one round trip is saved per request."""
 
     def __init__(
         self,
         client: aioredis.Redis,
-        layout: RedisLayout,
+        layout: KeyLayout,
         pointer_ttl: float = 1.0,
         cache_items: int = 200_000,
     ):
@@ -88,8 +91,13 @@ class RecommendationStore:
         self._popular: tuple[str, Items] | None = None
         self._trending: tuple[str | None, Items] = (None, [])
 
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
+    async def ping(self, deadline: float) -> bool:
+        """PING within ``deadline`` seconds (asyncio.TimeoutError past it)."""
+        return bool(await asyncio.wait_for(self.client.ping(), deadline))
+
+    def forget_publication(self) -> None:
+        """Drop the cached live pointer (the next read asks Redis again)."""
+        self._cached = None
 
     async def publication(self) -> Publication:
         now = time.monotonic()
@@ -97,27 +105,32 @@ class RecommendationStore:
             return self._cached[1]
         version = await self.client.get(self.layout.live)
         if not version:
-            raise NothingPublishedError("no recommendations have been published yet")
+            self._cached = None
+            raise NothingPublishedError(
+                "nothing published: no recommendations are live in Redis (run `recolake "
+                "publish`, or `recolake republish` after a Redis restart)"
+            )
         meta = await self.client.hgetall(self.layout.meta(version))
         publication = Publication(
             version=version,
             model_version=meta.get("model_version"),
             buckets=int(meta.get("buckets", 1)),
+            ds=meta.get("ds"),
         )
         self._cached = (now, publication)
         return publication
 
-    async def snapshot(self, subjects: Sequence[str], als_subject: str | None) -> Snapshot:
-        """Round trip 1: the ALS list (of ``als_subject``), recent + affinity of every subject,
-        trending, and popular (only on the first request of a version: then cached)."""
+    async def snapshot(self, user_key: str | None, subjects: Sequence[str]) -> Snapshot:
+        """Round trip 1: the published ALS list of ``user_key`` (bare pseudonymised key),
+        recent + affinity of every real-time subject (prefixed), trending, and popular (only
+        on the first request of a version: then cached)."""
         pub = await self.publication()
         layout = self.layout
         need_popular = self._popular is None or self._popular[0] != pub.version
         async with self.client.pipeline(transaction=False) as pipe:
-            if als_subject is not None:
+            if user_key is not None:
                 pipe.hget(
-                    layout.recs(pub.version, layout.bucket_of(als_subject, pub.buckets)),
-                    als_subject,
+                    layout.recs(pub.version, layout.bucket_of(user_key, pub.buckets)), user_key
                 )
             pipe.get(layout.trending)
             for subject in subjects:
@@ -129,21 +142,24 @@ class RecommendationStore:
         replies = list(replies)
         if need_popular:
             self._popular = (pub.version, decode_items(replies.pop()))
-        als_payload = replies.pop(0) if als_subject is not None else None
+        als_payload = replies.pop(0) if user_key is not None else None
         trending_payload = replies.pop(0)
         if trending_payload != self._trending[0]:  # changes once per micro-batch at most
             self._trending = (trending_payload, _loads(trending_payload or "[]"))
-        trending = self._trending[1]
         recents = [decode_recent(replies[2 * i]) for i in range(len(subjects))]
         affinities = [replies[2 * i + 1] for i in range(len(subjects))]
         return Snapshot(
             publication=pub,
             als=_loads(als_payload) if als_payload is not None else None,
             popular=self._popular[1],  # type: ignore[index]
-            trending=trending,
-            recent=merge_recent(*recents),
+            trending=self._trending[1],
+            recent=_merge_recent(*recents),
             affinity_payloads=affinities,
         )
+
+    def cached_popular(self) -> tuple[str, Items] | None:
+        """(version, popular list) this process last read, if any."""
+        return self._popular
 
     async def details(
         self,

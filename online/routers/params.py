@@ -1,0 +1,68 @@
+"""Query/path parameters and documented error answers shared by the read routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import HTTPException, Path, Query, status
+
+from online.schemas import ErrorResponse
+
+MAX_ID_LENGTH = 256
+MAX_EXCLUDE = 200
+
+K = Annotated[int, Query(ge=1, le=100, description="How many items to return.")]
+Exclude = Annotated[
+    list[str] | None,
+    Query(
+        description=f"Item ids never to return (repeat the parameter or comma-separate; at "
+        f"most {MAX_EXCLUDE} ids)."
+    ),
+]
+Category = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID_LENGTH, description="Only items of this category."),
+]
+ItemId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The shop's item id.")
+]
+
+
+def parse_exclude(values: list[str] | None) -> frozenset[str]:
+    if not values:
+        return frozenset()
+    items = frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
+    if len(items) > MAX_EXCLUDE:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"exclude lists at most {MAX_EXCLUDE} item ids, got {len(items)}",
+        )
+    return items
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
+
+#: Every error a /v1 read can answer, each with the ErrorResponse body.
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "A read token is configured and none was sent."},
+    403: {"model": ErrorResponse, "description": "Wrong token."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid parameters: `detail` lists the errors ({loc, msg, type}), or "
+        "says what is wrong.",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "Redis did not answer in time, or nothing is published: retry after "
+        "`Retry-After` seconds.",
+        "headers": _RETRY_AFTER,
+    },
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "The item is not in the live publication."}
+}

@@ -1,0 +1,67 @@
+"""Similar and bought-together items of one item: the published neighbour lists, merged and
+filtered (no user needed: product pages, carts)."""
+
+from __future__ import annotations
+
+from online.blend import similar
+from online.services import NotFoundError
+from online.services.common import filters_of, guarded
+from recolake.onlinestore.reader import Reader
+from recolake.settings import Settings
+
+
+def kinds_of(settings: Settings, label: str) -> dict[str, float]:
+    if label == "similar":
+        return {
+            "content": settings.blend_weight_content,
+            "co_view": settings.blend_weight_neighbours,
+        }
+    return {"bought_together": 1.0}
+
+
+async def _read(reader: Reader, item_id: str, kinds: dict[str, float]):
+    pub = await reader.publication()
+    keys = [(kind, item_id) for kind in kinds]
+    _, cached = await reader.details(pub, (), keys)
+    lists = {kind: cached[(kind, item_id)] for kind in kinds}
+    items = [item_id] + [e[0] for lst in lists.values() for e in lst]
+    catalog, _ = await reader.details(pub, items, ())
+    return pub, lists, catalog
+
+
+async def neighbours_of(
+    reader: Reader,
+    settings: Settings,
+    item_id: str,
+    label: str,
+    k: int,
+    exclude: frozenset[str],
+    category: str | None,
+) -> dict:
+    """The response document of GET /v1/items/{item_id}/{similar,bought-together}; 404 for
+    an item the live publication does not know."""
+    kinds = kinds_of(settings, label)
+    pub, lists, catalog = await guarded(_read(reader, item_id, kinds))
+    if not any(lists.values()) and catalog.get(item_id) is None:
+        raise NotFoundError(f"item {item_id!r} is not in the published catalog")
+    ranked = similar(
+        item_id,
+        lists,
+        weights=kinds,
+        catalog=catalog,
+        filters=filters_of(settings, exclude, category),
+        k=k,
+    )
+    body = {
+        "item_id": item_id,
+        "kind": label,
+        "items": [
+            {"item_id": r.item_id, "score": r.score, "source": r.source, "reason": r.reason}
+            for r in ranked
+        ],
+        "publication": pub.version,
+    }
+    short = ranked.short(k)
+    if short is not None:
+        body["short"] = short
+    return body

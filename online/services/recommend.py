@@ -1,0 +1,92 @@
+"""Recommendations for a user and/or an anonymous session: Reader (one round trip once warm)
+-> blend -> response document.
+
+Candidates come from the user's published ALS list, the neighbours (co_view,
+bought_together, content) of the recent items the streaming job keeps per user/session,
+trending and popular; see online/blend.py for the scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from online.blend import Inputs, Ranked, anchors, blend
+from online.services.common import filters_of, guarded, weights_of
+from recolake.onlinestore import NEIGHBOUR_KINDS, session_subject, user_subject
+from recolake.onlinestore.reader import Reader, Snapshot
+from recolake.onlinestore.values import decode_category_affinity
+from recolake.privacy import pseudonymise
+from recolake.settings import Settings
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    user_id: str | None
+    session_id: str | None
+    k: int
+    exclude: frozenset[str] = frozenset()
+    category: str | None = None
+
+
+async def _read(reader: Reader, settings: Settings, query: RecommendQuery, user_key, subjects):
+    snap = await reader.snapshot(user_key, subjects)
+    per_source = max(settings.blend_candidates_per_source, query.k)
+    used = anchors(snap.recent, settings.blend_recent_anchors)
+    als = (snap.als or [])[:per_source]
+    trending = snap.trending[:per_source]
+    popular = snap.popular[:per_source]
+    nbr_keys = [(kind, a.item_id) for a in used for kind in NEIGHBOUR_KINDS]
+    wanted = [a.item_id for a in used] + [i for lst in (als, trending, popular) for i, _ in lst]
+    catalog, neighbours = await reader.details(snap.publication, wanted, nbr_keys)
+    nbr_items = [e[0] for key in nbr_keys for e in neighbours[key] if e[0] not in catalog]
+    if nbr_items:  # a further trip only for neighbour items this process has never seen
+        catalog, _ = await reader.details(snap.publication, nbr_items, ())
+    affinity: dict[str, float] = {}
+    for payload in snap.affinity_payloads:
+        for cat, score in decode_category_affinity(payload).items():
+            affinity[cat] = affinity.get(cat, 0.0) + score
+    inputs = Inputs(
+        als=als,
+        recent=snap.recent,
+        neighbours=neighbours,
+        trending=trending,
+        popular=popular,
+        category_affinity=affinity,
+        catalog=catalog,
+    )
+    return snap, used, inputs
+
+
+async def recommend(reader: Reader, settings: Settings, query: RecommendQuery) -> dict:
+    """The response document of GET /v1/recommendations[/{user_id}]."""
+    key = settings.require_pseudonymisation_key()
+    user_key = pseudonymise(query.user_id, key) if query.user_id is not None else None
+    subjects = [user_subject(user_key)] if user_key is not None else []
+    if query.session_id is not None:
+        subjects.append(session_subject(query.session_id, key))
+    snap, used, inputs = await guarded(_read(reader, settings, query, user_key, subjects))
+    ranked = blend(
+        inputs,
+        weights=weights_of(settings),
+        filters=filters_of(settings, query.exclude, query.category),
+        k=query.k,
+        n_anchors=settings.blend_recent_anchors,
+    )
+    return document(query, snap, used, ranked)
+
+
+def document(query: RecommendQuery, snap: Snapshot, used, ranked: Ranked) -> dict:
+    body = {
+        "user_id": query.user_id,
+        "session_id": query.session_id,
+        "items": [
+            {"item_id": r.item_id, "score": r.score, "source": r.source, "reason": r.reason}
+            for r in ranked
+        ],
+        "recent": [a.item_id for a in used],
+        "model_version": snap.publication.model_version,
+        "publication": snap.publication.version,
+    }
+    short = ranked.short(query.k)
+    if short is not None:
+        body["short"] = short
+    return body
