@@ -4,7 +4,11 @@
 
 Loads the model behind the registry alias (so a failed or rejected training leaves the last
 good model serving), scores every user it knows with already-purchased items removed,
-writes a new Redis version and switches it live with one SET.
+writes a new Redis version (``onlinestore.batch.BatchWriter``) and switches it live with one
+SET. Before anything is written it checks that the catalog can serve: a catalog mostly
+unavailable, or a popular list with too few available items, means a broken import, and
+publishing it would answer every visitor with an empty or short list; it raises
+``NotServableError`` with the counts, so the last good publication keeps serving.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import mlflow
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -31,8 +35,9 @@ from features.tables import (
 from models.als import Indexes, recommend
 from models.topk import to_ranked_lists
 from pipelines.common import job_parser, parse, session_and_settings
-from recolake import publication, tracking
-from recolake.redis_layout import NEIGHBOUR_KINDS, RedisLayout
+from recolake import tracking
+from recolake.onlinestore import NEIGHBOUR_KINDS
+from recolake.onlinestore.batch import BatchWriter
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.publish")
@@ -51,23 +56,101 @@ class PublishResult:
     neighbours: dict[str, int] | None = None
 
 
-def write_catalog(
-    spark: SparkSession, settings: Settings, ds: date, layout: RedisLayout, version: str
-) -> int:
-    """gold.item_catalog as of ``ds`` into items(version, bucket): titles and categories for
+class NotServableError(RuntimeError):
+    """The lake's catalog or popular list would make the API answer empty or short lists."""
+
+
+@dataclass(frozen=True)
+class Servability:
+    """What the API's availability filter would leave of this publication."""
+
+    catalog_items: int
+    unavailable: int
+    popular: int
+    popular_available: int
+
+    @property
+    def unavailable_share(self) -> float:
+        return self.unavailable / self.catalog_items if self.catalog_items else 0.0
+
+    def problems(self, max_unavailable_share: float, min_popular_available: int) -> list[str]:
+        found = []
+        if self.unavailable_share > max_unavailable_share:
+            found.append(
+                f"{self.unavailable} of {self.catalog_items} catalog items are unavailable "
+                f"({self.unavailable_share:.0%} > publish_max_unavailable_share "
+                f"{max_unavailable_share:.0%})"
+            )
+        needed = min(min_popular_available, self.popular)
+        if self.popular_available < needed:
+            found.append(
+                f"only {self.popular_available} of the {self.popular} popular items are "
+                f"available (publish_min_popular_available {needed})"
+            )
+        return found
+
+
+def servability(catalog: DataFrame, popular: DataFrame) -> Servability:
+    """Counts over one catalog slice (item_id, available) and the popular list (item_id).
+    A popular item absent from the catalog counts as available, as the API serves it."""
+    unavailable = catalog.where(~F.coalesce(F.col(c.AVAILABLE), F.lit(True))).select(c.ITEM_ID)
+    counts = (
+        catalog.agg(
+            F.count(F.lit(1)).alias("items"),
+            F.count_if(~F.coalesce(F.col(c.AVAILABLE), F.lit(True))).alias("unavailable"),
+        )
+        .crossJoin(
+            popular.join(unavailable.withColumn("u", F.lit(True)), c.ITEM_ID, "left").agg(
+                F.count(F.lit(1)).alias("popular"),
+                F.count_if(F.col("u").isNull()).alias("popular_available"),
+            )
+        )
+        .first()
+    )
+    return Servability(
+        int(counts["items"]),
+        int(counts["unavailable"]),
+        int(counts["popular"]),
+        int(counts["popular_available"]),
+    )
+
+
+def check_servable(spark: SparkSession, settings: Settings, ds: date) -> Servability:
+    """Raise NotServableError (with the counts) if the catalog of ``ds`` would filter out most
+    answers, unless ``publish_allow_degraded``; then it only warns, loudly."""
+    catalog = (
+        GOLD_ITEM_CATALOG.read_or_empty(spark, settings)
+        .where(F.col(c.DS) == F.lit(ds))
+        .select(c.ITEM_ID, c.AVAILABLE)
+    )
+    popular = (
+        GOLD_ITEM_POPULARITY.read(spark, settings)
+        .where((F.col(c.DS) == F.lit(ds)) & (F.col(c.RANK) <= POPULAR_LIST_LENGTH))
+        .select(c.ITEM_ID)
+    )
+    health = servability(catalog, popular)
+    problems = health.problems(
+        settings.publish_max_unavailable_share, settings.publish_min_popular_available
+    )
+    if problems:
+        message = f"publish {ds}: not servable: " + "; ".join(problems)
+        if not settings.publish_allow_degraded:
+            raise NotServableError(message + " (nothing published; the live publication stays)")
+        log.warning("%s (published anyway: publish_allow_degraded)", message)
+    return health
+
+
+def write_catalog(spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter) -> int:
+    """gold.item_catalog as of ``ds`` into the staged version: titles and categories for
     reasons and diversity, availability for the filter. Written on the executors."""
     rows = (
         GOLD_ITEM_CATALOG.read_or_empty(spark, settings)
         .where(F.col(c.DS) == F.lit(ds))
         .select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.AVAILABLE)
     )
-    url, buckets = settings.redis_url, settings.redis_buckets
 
     def write_partition(part):  # runs on executors
-        payload = ((r[0], r[1], r[2], r[3]) for r in part)
-        yield publication.write_catalog(
-            payload, url=url, layout=layout, version=version, buckets=buckets
-        )
+        yield writer.write_catalog((r[0], r[1], r[2], r[3]) for r in part)
 
     written = sum(rows.rdd.mapPartitions(write_partition).collect())
     if not written:
@@ -76,12 +159,11 @@ def write_catalog(
 
 
 def write_neighbours(
-    spark: SparkSession, settings: Settings, ds: date, layout: RedisLayout, version: str
+    spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
 ) -> dict[str, int]:
-    """Ranked neighbour lists of every kind present for ``ds`` into
-    neighbours(version, kind, bucket); returns items written per kind. A kind (or a whole
-    table) not built for ``ds`` is skipped with a log line: the API then blends without it."""
-    url, buckets = settings.redis_url, settings.redis_buckets
+    """Ranked neighbour lists of every kind present for ``ds`` into the staged version;
+    returns items written per kind. A kind (or a whole table) not built for ``ds`` is skipped
+    with a log line: the API then blends without it."""
     written: dict[str, int] = {}
     tables: tuple[LakeTable, ...] = (GOLD_ITEM_CF_NEIGHBOURS, GOLD_ITEM_CONTENT_NEIGHBOURS)
     for table in tables:
@@ -101,9 +183,7 @@ def write_neighbours(
             for r in part:
                 counts[r[0]] = counts.get(r[0], 0) + 1
                 rows.append((r[0], r[1], [(n[1], n[2]) for n in r[2]]))
-            publication.write_neighbours(
-                rows, url=url, layout=layout, version=version, buckets=buckets
-            )
+            writer.write_neighbours(rows)
             yield counts
 
         for counts in lists.rdd.mapPartitions(write_partition).collect():
@@ -116,6 +196,7 @@ def write_neighbours(
 
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
+    health = check_servable(spark, settings, ds)  # before anything is loaded or written
     client = tracking.configure(settings)
     champion = client.get_model_version_by_alias(
         settings.registered_model_name, settings.champion_alias
@@ -137,33 +218,31 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         .collect()
     )
     if not popular_rows:
-        raise RuntimeError(f"gold.item_popularity has no rows for ds={ds}: nothing to fall back on")
+        raise NotServableError(
+            f"gold.item_popularity has no rows for ds={ds}: nothing to fall back on"
+        )
     popular = [(r[c.ITEM_ID], float(r[c.N_USERS])) for r in popular_rows]
 
-    layout = RedisLayout(settings.redis_namespace)
     version = f"{ds.isoformat()}.m{champion.version}.{uuid.uuid4().hex[:8]}"
-    buckets, url = settings.redis_buckets, settings.redis_url
+    writer = BatchWriter.from_settings(settings, version)
 
     def write_partition(rows):  # runs on executors
-        payload = ((r[c.USER_KEY], [(i[c.ITEM_ID], i[c.SCORE]) for i in r["items"]]) for r in rows)
-        yield publication.write_user_lists(
-            payload, url=url, layout=layout, version=version, buckets=buckets
+        yield writer.write_user_lists(
+            (r[c.USER_KEY], [(i[c.ITEM_ID], i[c.SCORE]) for i in r["items"]]) for r in rows
         )
 
     users = sum(lists.rdd.mapPartitions(write_partition).collect())
-    items = write_catalog(spark, settings, ds, layout, version)
-    neighbours = write_neighbours(spark, settings, model_ds, layout, version)
-    replaced = publication.go_live(
-        publication.connect(url),
-        layout=layout,
-        version=version,
-        buckets=buckets,
+    items = write_catalog(spark, settings, ds, writer)
+    neighbours = write_neighbours(spark, settings, model_ds, writer)
+    replaced = writer.go_live(
         popular=popular,
         meta={
             "model_version": str(champion.version),
             "ds": ds.isoformat(),
             "users": str(users),
             "items": str(items),
+            "unavailable": str(health.unavailable),
+            "popular_available": str(health.popular_available),
             **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
         },
         grace_seconds=settings.publish_grace_seconds,

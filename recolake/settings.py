@@ -85,6 +85,23 @@ class Settings(BaseSettings):
     publish_grace_seconds: int = Field(
         default=60, ge=0, description="How long a replaced publish stays readable after a switch."
     )
+    publish_max_unavailable_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Publish refuses a catalog with more than this share of items unavailable "
+        "(a broken import must not go live; the last good publication keeps serving).",
+    )
+    publish_min_popular_available: int = Field(
+        default=10,
+        ge=0,
+        description="Publish refuses a popular list with fewer available items than this (or "
+        "than the list's length, if shorter): the fallback answers would come out short.",
+    )
+    publish_allow_degraded: bool = Field(
+        default=False,
+        description="Publish a catalog that fails those checks anyway (logged as a warning).",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     redis_connect_timeout_seconds: float = Field(

@@ -1,4 +1,5 @@
-"""Publishing the catalog and the item-neighbour tables: real Spark, Delta and Redis."""
+"""Publishing the catalog and the item-neighbour tables, and the servability check that keeps a
+broken import from going live: real Spark, Delta and Redis."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from features.tables import (
     GOLD_ITEM_CATALOG,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
+    GOLD_ITEM_POPULARITY,
 )
 from pipelines import publish
-from recolake import publication
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout
+from recolake.onlinestore.batch import BatchWriter
+from recolake.onlinestore.codecs import decode_items
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.spark, pytest.mark.redis]
 
 DS = date(2024, 5, 1)
 OLD = date(2024, 4, 30)
@@ -59,10 +62,11 @@ def lake(spark, tmp_path, redis_server):
 
 
 def test_catalog_and_neighbours_published_under_the_version(spark, lake, redis_client, caplog):
-    layout = RedisLayout(lake.redis_namespace)
+    layout = KeyLayout(lake.redis_namespace)
+    writer = BatchWriter.from_settings(lake, "v1")
     with caplog.at_level(logging.INFO, logger="recolake.publish"):
-        items = publish.write_catalog(spark, lake, DS, layout, "v1")
-        counts = publish.write_neighbours(spark, lake, DS, layout, "v1")
+        items = publish.write_catalog(spark, lake, DS, writer)
+        counts = publish.write_neighbours(spark, lake, DS, writer)
     assert items == 2
     assert counts == {"co_view": 2}
     # absent table and absent kind are skipped with a log line, not an error
@@ -83,18 +87,10 @@ def test_catalog_and_neighbours_published_under_the_version(spark, lake, redis_c
     }
     assert entry(lambda x: layout.items("v1", x), "z") is None
     nbrs = entry(lambda x: layout.neighbours("v1", "co_view", x), "a")
-    assert publication.decode_items(nbrs) == [("b", 0.9), ("c", 0.5)]  # rank order
+    assert decode_items(nbrs) == [("b", 0.9), ("c", 0.5)]  # rank order
     assert entry(lambda x: layout.neighbours("v1", "bought_together", x), "a") is None
 
-    publication.go_live(
-        redis_client,
-        layout=layout,
-        version="v1",
-        buckets=b,
-        popular=[("a", 1.0)],
-        meta={"model_version": "1"},
-        grace_seconds=5,
-    )
+    writer.go_live(popular=[("a", 1.0)], meta={"model_version": "1"}, grace_seconds=5)
     assert all(redis_client.ttl(k) == -1 for k in staged)  # same atomic switch
 
 
@@ -102,8 +98,92 @@ def test_content_kind_read_from_its_own_table(spark, lake, redis_client):
     GOLD_ITEM_CONTENT_NEIGHBOURS.overwrite(
         neighbours_frame(spark, [(DS, "content", "new", "a", 0.7, 1)]), lake
     )
-    layout = RedisLayout(lake.redis_namespace)
-    counts = publish.write_neighbours(spark, lake, DS, layout, "v2")
+    layout = KeyLayout(lake.redis_namespace)
+    counts = publish.write_neighbours(spark, lake, DS, BatchWriter.from_settings(lake, "v2"))
     assert counts == {"co_view": 2, "content": 1}
     key = layout.neighbours("v2", "content", layout.bucket_of("new", lake.redis_buckets))
-    assert publication.decode_items(redis_client.hget(key, "new")) == [("a", 0.7)]
+    assert decode_items(redis_client.hget(key, "new")) == [("a", 0.7)]
+
+
+# --- servability: a broken import never goes live ------------------------------------------
+
+
+def shop(spark, settings, available: list[bool | None], popular_ids: list[str]) -> None:
+    """gold.item_catalog with one row per flag (items i0, i1, ...) and gold.item_popularity
+    ranking ``popular_ids`` for DS."""
+    GOLD_ITEM_CATALOG.overwrite(
+        spark.createDataFrame(
+            [(DS, f"i{n}", f"T{n}", "cat", 1.0, a) for n, a in enumerate(available)],
+            GOLD_ITEM_CATALOG.schema,
+        ),
+        settings,
+    )
+    GOLD_ITEM_POPULARITY.overwrite(
+        spark.createDataFrame(
+            [
+                (DS, item, len(popular_ids) - r, float(r), r + 1)
+                for r, item in enumerate(popular_ids)
+            ],
+            GOLD_ITEM_POPULARITY.schema,
+        ),
+        settings,
+    )
+
+
+def test_servability_counts_what_the_api_filter_removes(spark):
+    catalog = spark.createDataFrame(
+        [("a", True), ("b", False), ("c", None), ("d", False)], "item_id string, available boolean"
+    )
+    popular = spark.createDataFrame([("b",), ("c",), ("new",)], "item_id string")
+    health = publish.servability(catalog, popular)
+    # null availability is available; an item missing from the catalog is served too
+    assert health == publish.Servability(
+        catalog_items=4, unavailable=2, popular=3, popular_available=2
+    )
+    assert health.problems(0.5, 2) == []
+    assert len(health.problems(0.4, 3)) == 2
+
+
+def test_publish_refuses_a_mostly_unavailable_catalog_and_keeps_serving(
+    spark, tmp_path, redis_server, redis_client
+):
+    settings = make_settings(tmp_path, redis_url=redis_server.url)
+    ids = [f"i{n}" for n in range(20)]
+    shop(spark, settings, [n < 5 for n in range(20)], ids)  # 15 of 20 unavailable
+    layout = KeyLayout(settings.redis_namespace)
+    good = BatchWriter.from_settings(settings, "good")
+    good.write_user_lists([("u", [("i0", 1.0)])])
+    good.go_live(popular=[("i0", 1.0)], meta={"model_version": "1"}, grace_seconds=5)
+
+    with pytest.raises(publish.NotServableError) as failure:
+        publish.run(spark, settings, DS)
+    message = str(failure.value)
+    assert "15 of 20 catalog items are unavailable" in message
+    assert "only 5 of the 20 popular items are available" in message
+    # nothing was staged, the last good publication still serves
+    assert redis_client.get(layout.live) == "good"
+    assert sorted(redis_client.keys(f"{settings.redis_namespace}:pub:*")) == sorted(
+        k for k in layout.version_keys("good", settings.redis_buckets) if redis_client.exists(k)
+    )
+
+
+def test_short_popular_list_refused_unless_allowed(spark, tmp_path, caplog):
+    settings = make_settings(tmp_path)
+    # 3 of 12 unavailable (25%: fine), but they are the whole popular list but one
+    shop(spark, settings, [n >= 3 for n in range(12)], ["i0", "i1", "i2", "i3"])
+    with pytest.raises(publish.NotServableError, match="only 1 of the 4 popular items"):
+        publish.check_servable(spark, settings, DS)
+
+    allowed = settings.model_copy(update={"publish_allow_degraded": True})
+    with caplog.at_level(logging.WARNING, logger="recolake.publish"):
+        health = publish.check_servable(spark, allowed, DS)
+    assert health.popular_available == 1
+    assert "only 1 of the 4 popular items are available" in caplog.text
+
+
+def test_the_documented_shape_passes(spark, tmp_path):
+    """Half unavailable is not 'most' (the default share is 0.5, exclusive)."""
+    settings = make_settings(tmp_path)
+    shop(spark, settings, [n % 2 == 0 for n in range(20)], [f"i{n}" for n in range(0, 20, 2)])
+    health = publish.check_servable(spark, settings, DS)
+    assert (health.unavailable, health.popular_available) == (10, 10)

@@ -1,0 +1,159 @@
+"""BatchWriter: the publish side of the online-store contract.
+
+A publication is written under a fresh version namespace (``KeyLayout`` keys), every key with
+the staging TTL (``TtlPolicy.staging_seconds``), from the Spark executors: one writer is
+pickled into the tasks and each partition opens its own client (``connect`` with the jobs'
+timeouts). ``go_live`` then makes the keys permanent, writes the popular list and the meta
+(which names the codec readers must decode with), and switches the live pointer with one SET;
+the replaced version expires after the grace period. A publish that dies before ``go_live``
+changes nothing served and its keys expire by themselves.
+
+Nothing here needs multi-key transactions, so it works the same on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+
+from recolake.onlinestore.client import RedisTimeouts, connect
+from recolake.onlinestore.codecs import CODEC_VERSION, encode_item_info, encode_items
+from recolake.onlinestore.keys import KeyLayout
+from recolake.onlinestore.ttl import TtlPolicy
+
+WRITE_CHUNK = 500
+
+#: Meta fields go_live sets itself (a caller's meta cannot override them).
+RESERVED_META = ("version", "buckets", "published_at", "codec")
+
+
+@dataclass(frozen=True)
+class BatchWriter:
+    """Writes one publication ``version``. Plain fields only: it is shipped to executors."""
+
+    url: str
+    layout: KeyLayout
+    version: str
+    buckets: int
+    timeouts: RedisTimeouts = field(default_factory=RedisTimeouts)
+    ttl: TtlPolicy = field(default_factory=TtlPolicy)
+    chunk: int = WRITE_CHUNK
+
+    @classmethod
+    def from_settings(cls, settings, version: str) -> BatchWriter:
+        return cls(
+            url=settings.redis_url,
+            layout=KeyLayout(settings.redis_namespace),
+            version=version,
+            buckets=settings.redis_buckets,
+            timeouts=RedisTimeouts.for_jobs(settings),
+            ttl=TtlPolicy.from_settings(settings),
+        )
+
+    def connect(self) -> redis.Redis:
+        return connect(self.url, self.timeouts)
+
+    # --- staged writes (executors) --------------------------------------------------------
+
+    def write_user_lists(self, rows: Iterable[tuple[str, Sequence[tuple[str, float]]]]) -> int:
+        """Each user's ranked (item, score) list into recs(version, bucket); returns users."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (layout.recs(version, layout.bucket_of(user, buckets)), user, encode_items(items))
+            for user, items in rows
+        )
+
+    def write_catalog(self, rows: Iterable[tuple[str, str | None, str | None, bool]]) -> int:
+        """Each item's (title, category, available) into items(version, bucket)."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (layout.items(version, layout.bucket_of(i, buckets)), i, encode_item_info(t, c, a))
+            for i, t, c, a in rows
+        )
+
+    def write_neighbours(self, rows: Iterable[tuple[str, str, Sequence[tuple[str, float]]]]) -> int:
+        """Each (kind, item, ranked neighbours) into neighbours(version, kind, bucket)."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (layout.neighbours(version, k, layout.bucket_of(i, buckets)), i, encode_items(n))
+            for k, i, n in rows
+        )
+
+    def _write_hash_entries(self, entries: Iterable[tuple[str, str, str]]) -> int:
+        """Pipelined HSETs in chunks; every touched key (re)gets the staging TTL, so it is
+        never permanent before go_live."""
+        client = self.connect()
+        written = 0
+        try:
+            for chunk in _chunks(entries, self.chunk):
+                pipe = client.pipeline(transaction=False)
+                touched: set[str] = set()
+                for key, field_, value in chunk:
+                    pipe.hset(key, field_, value)
+                    touched.add(key)
+                for key in touched:
+                    pipe.expire(key, self.ttl.staging_seconds)
+                pipe.execute()
+                written += len(chunk)
+        finally:
+            client.close()
+        return written
+
+    # --- the switch (driver) --------------------------------------------------------------
+
+    def go_live(
+        self,
+        *,
+        popular: Sequence[tuple[str, float]],
+        meta: Mapping[str, str],
+        grace_seconds: int,
+        client: redis.Redis | None = None,
+    ) -> str | None:
+        """Make this version the served one; returns the version it replaced.
+
+        Order matters: the new keys are complete and permanent before the single SET of the
+        live pointer; the old version expires only after, so in-flight readers can finish.
+        ``client``: an open client to use (and leave open); by default one is opened here.
+        """
+        layout, version = self.layout, self.version
+        fields = {
+            **{k: str(v) for k, v in meta.items() if k not in RESERVED_META},
+            "version": version,
+            "buckets": str(self.buckets),
+            "published_at": datetime.now(UTC).isoformat(),
+            "codec": CODEC_VERSION,
+        }
+        own = client is None
+        client = client if client is not None else self.connect()
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(layout.popular(version), encode_items(popular))
+            pipe.hset(layout.meta(version), mapping=fields)
+            for key in layout.version_keys(version, self.buckets):
+                pipe.persist(key)
+            pipe.execute()
+            previous = client.set(layout.live, version, get=True)
+            if previous and previous != version:
+                old_buckets = int(client.hget(layout.meta(previous), "buckets") or self.buckets)
+                pipe = client.pipeline(transaction=False)
+                for key in layout.version_keys(previous, old_buckets):
+                    pipe.expire(key, max(grace_seconds, 1))
+                pipe.execute()
+        finally:
+            if own:
+                client.close()
+        return previous
+
+
+def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
