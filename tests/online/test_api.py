@@ -9,14 +9,15 @@ from typing import ClassVar
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from online.services.recommend import RecommendQuery, recommend
-from recolake import publication
 from recolake.onlinestore import KeyLayout as RedisLayout
 from recolake.onlinestore import session_subject, user_subject
 from recolake.onlinestore.reader import Reader
 from recolake.privacy import pseudonymise
 from tests.conftest import TEST_KEY, free_port, make_settings
+from tests.online.conftest import publish_sample
 
 pytestmark = pytest.mark.redis
 
@@ -24,53 +25,7 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def published(redis_client, redis_server, tmp_path):
     settings = make_settings(tmp_path, redis_url=redis_server.url)
-    layout = RedisLayout(settings.redis_namespace)
-    alice = pseudonymise("alice", TEST_KEY.encode())
-    publication.write_user_lists(
-        [(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])],
-        url=redis_server.url,
-        layout=layout,
-        version="v7",
-        buckets=settings.redis_buckets,
-    )
-    publication.write_catalog(
-        [
-            ("i1", "Lamp", "home", True),
-            ("i2", "Rug", "home", True),
-            ("p1", "Mug", "kitchen", True),
-            ("p2", "Pan", "kitchen", True),
-            ("p3", "Cup", "kitchen", True),
-            ("shoe", "Red shoe", "shoes", True),
-            ("boot", "Boot", "shoes", True),
-            ("sock", "Wool sock", "socks", True),
-            ("gone", "Sold out", "shoes", False),
-            ("new", "Brand new shoe", "shoes", True),
-        ],
-        url=redis_server.url,
-        layout=layout,
-        version="v7",
-        buckets=settings.redis_buckets,
-    )
-    publication.write_neighbours(
-        [
-            ("co_view", "shoe", [("boot", 0.9), ("gone", 0.8)]),
-            ("bought_together", "shoe", [("sock", 0.7)]),
-            ("content", "shoe", [("new", 0.6)]),
-        ],
-        url=redis_server.url,
-        layout=layout,
-        version="v7",
-        buckets=settings.redis_buckets,
-    )
-    publication.go_live(
-        redis_client,
-        layout=layout,
-        version="v7",
-        buckets=settings.redis_buckets,
-        popular=[("p1", 30.0), ("p2", 20.0), ("p3", 10.0)],
-        meta={"model_version": "7"},
-        grace_seconds=5,
-    )
+    publish_sample(redis_server.url, settings)
     return settings
 
 
@@ -278,3 +233,87 @@ def test_one_round_trip_per_request_once_warm(published, redis_server, redis_cli
         # the ALS list, trending, recent + affinity of the user's subject: one pipeline
         assert sorted(commands) == ["GET", "GET", "GET", "HGET"]
         assert server == len(commands)  # the server saw nothing the counter missed
+
+
+def test_short_list_says_why(published, api_server_factory, redis_client):
+    """An empty or short answer is never silent: the counts of what each filter dropped."""
+    api = api_server_factory(published)
+    full = httpx.get(f"{api.url}/v1/recommendations/alice", params={"k": 3}).json()
+    assert len(full["items"]) == 3 and "short" not in full
+
+    # alice's candidates: i1, i2, p1 (ALS) + p2, p3 (popular) = 5 distinct items
+    many = httpx.get(f"{api.url}/v1/recommendations/alice", params={"k": 20}).json()
+    assert len(many["items"]) == 5
+    assert many["short"] == {"reason": "few_candidates", "candidates": 5, "filtered": {}}
+
+    set_recent(redis_client, ALICE, ("p3", "purchase"))
+    body = httpx.get(
+        f"{api.url}/v1/recommendations/alice",
+        params={"k": 4, "exclude": "i1", "category": "kitchen"},
+    ).json()
+    # p3 bought a moment ago; i1 excluded; i2 not kitchen; p1, p2 kept
+    assert [i["item_id"] for i in body["items"]] == ["p1", "p2"]
+    assert body["short"]["reason"] == "filtered"
+    assert body["short"]["filtered"] == {"exclude": 1, "purchased": 1, "category": 1}
+
+    similar = httpx.get(f"{api.url}/v1/items/shoe/similar", params={"k": 5}).json()
+    assert {i["item_id"] for i in similar["items"]} == {"boot", "new"}
+    assert similar["short"]["filtered"] == {"unavailable": 1}  # "gone"
+
+
+@pytest.fixture
+def guarded_api(published, api_server_factory):
+    settings = published.model_copy(
+        update={"api_read_token": SecretStr("r-tok"), "api_token": SecretStr("w-tok")}
+    )
+    return api_server_factory(settings)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/recommendations/alice",
+        "/v1/recommendations?session_id=s1",
+        "/v1/items/shoe/similar",
+        "/v1/items/shoe/bought-together",
+    ],
+)
+def test_read_token_guards_every_read(guarded_api, path):
+    url = f"{guarded_api.url}{path}"
+    missing = httpx.get(url)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert "bearer" in missing.json()["detail"]
+    assert httpx.get(url, headers={"Authorization": "Basic r-tok"}).status_code == 401
+    wrong = httpx.get(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "invalid token"
+    for token in ("r-tok", "w-tok"):  # the read token, or the write token
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # liveness stays open (load balancers probe it without credentials)
+    assert httpx.get(f"{guarded_api.url}/healthz").status_code == 200
+
+
+def test_reads_open_without_a_read_token(published, api_server_factory):
+    api = api_server_factory(published.model_copy(update={"api_token": SecretStr("w-tok")}))
+    assert httpx.get(f"{api.url}/v1/recommendations/alice").status_code == 200
+    # a wrong token on an open read is not an error either (nothing to check it against)
+    headers = {"Authorization": "Bearer whatever"}
+    assert httpx.get(f"{api.url}/v1/items/shoe/similar", headers=headers).status_code == 200
+
+
+def test_every_read_status_is_documented_with_error_response(published, api_server_factory):
+    api = api_server_factory(published)
+    spec = httpx.get(f"{api.url}/openapi.json").json()
+    error_ref = "#/components/schemas/ErrorResponse"
+    for path, ops in spec["paths"].items():
+        if not path.startswith("/v1/") or path == "/v1/events":
+            continue
+        responses = ops["get"]["responses"]
+        expected = {"200", "401", "403", "422", "503"} | ({"404"} if "/items/" in path else set())
+        assert set(responses) == expected, path
+        for code in expected - {"200"}:
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": error_ref}, (path, code)
+        assert "Retry-After" in responses["503"]["headers"]
+    # and a real 422 has that shape: detail = [{loc, msg, type}]
+    bad = httpx.get(f"{api.url}/v1/recommendations/alice", params={"k": "ten"}).json()
+    assert set(bad) == {"detail"} and set(bad["detail"][0]) == {"loc", "msg", "type"}
