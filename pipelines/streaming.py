@@ -11,11 +11,12 @@ JSON lines, explicit schema, watermark on event time) or the Kafka topic
 - ``redis`` (every ``stream_trigger_seconds``): validates like silver
   (features.transforms.annotate_events, on the stream itself so it is planned once;
   anonymous session events allowed) and merges the
-  valid events into the Redis documents of recolake.redis_layout (recent and affinity per
-  user key and per session subject, trending). Every new document is computed from the
-  previous one and the batch, then all are written with the batch marker in one MULTI/EXEC:
-  a replayed batch finds its marker and writes nothing. Event ids already counted
-  (``stream_seen``) are skipped, so a client retry is counted once.
+  valid events into the real-time documents (recent and affinity per user subject and per
+  session subject, trending) through recolake.onlinestore.StreamWriter: pipelined writes, no
+  cross-slot transaction, so it runs against a Redis Cluster (``redis+cluster://``) too, and
+  exactly once under a crash mid-batch (each document records the last batch applied to it;
+  the batch marker is written last). An event already counted (per primary subject and
+  event id) is skipped, so a client retry is counted once and changes nothing.
 - ``lake`` (every ``stream_lake_trigger_seconds``): appends the raw events to bronze
   (source_format 'api', so the nightly silver sees them) and the rejected ones, with their
   reason, to the quarantine, with Delta's idempotent writes (txnAppId = query id,
@@ -32,13 +33,10 @@ import logging
 import signal
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import redis
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -48,7 +46,8 @@ from features import streaming as fs
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS, LakeTable
 from features.transforms import SilverSplit, parse_timestamp, valid_events
 from pipelines.common import configure_logging, session_and_settings
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import RedisTimeouts, connect
+from recolake.onlinestore.stream import StreamWriter
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.streaming")
@@ -161,8 +160,8 @@ class RedisWriter(_Writer):
 
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
         super().__init__(spark, settings, checkpoint)
-        self.layout = RedisLayout(settings.redis_namespace)
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.redis = connect(settings.redis_url, RedisTimeouts.for_jobs(settings))
+        self.writer = StreamWriter.from_settings(self.redis, settings)
         self._categories: dict[str, str] | None = None
         self._categories_loaded = 0.0
 
@@ -210,79 +209,21 @@ class RedisWriter(_Writer):
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        events = batch.collect()
-        written = self.write_redis(batch_id, events, time.time())
+        rows = [r.asDict() for r in batch.collect()]
+        outcome = self.writer.write_batch(
+            self.query_id(), batch_id, rows, time.time(), self.categories()
+        )
+        if outcome.replay_of_complete_batch:
+            what = "already written (replay)"
+        else:
+            what = f"{outcome.new_events} new, {outcome.already_seen} seen, {outcome.writes} writes"
         log.info(
-            "redis batch %d: %d subject-event(s) %s in %.3fs",
+            "redis batch %d: %d subject-event(s), %s in %.3fs",
             batch_id,
-            len(events),
-            "written" if written else "already written (replay)",
+            len(rows),
+            what,
             time.perf_counter() - started,
         )
-
-    def write_redis(self, batch_id: int, rows: Sequence[Any], now: float) -> bool:
-        """Merge the batch (rows of features.streaming.realtime_events) into every touched
-        document and write them all, plus the batch marker, in one transaction; an event id
-        repeated within the batch counts once. False when the batch had already been
-        written."""
-        s, layout = self.settings, self.layout
-        marker = layout.stream_batch(batch_id, self.query_id())
-        if self.redis.exists(marker):
-            return False
-        unique = {r[fs.SUBJECT] + "\0" + r[c.EVENT_ID]: r for r in rows}.values()
-        event_ids = sorted({r[c.EVENT_ID] for r in unique})
-        seen_flags = self.redis.mget([layout.stream_seen(e) for e in event_ids]) if unique else []
-        seen = {e for e, flag in zip(event_ids, seen_flags, strict=True) if flag}
-        categories = self.categories()
-        by_subject: dict[str, list[fs.Event]] = defaultdict(list)
-        for r in unique:
-            if r[c.EVENT_ID] in seen:
-                continue
-            by_subject[r[fs.SUBJECT]].append(
-                fs.Event(
-                    r[c.EVENT_ID],
-                    r[c.ITEM_ID],
-                    r[c.EVENT_TYPE],
-                    float(r[fs.TS]),
-                    categories.get(r[c.ITEM_ID]),
-                    float(r[fs.WEIGHT]),
-                )
-            )
-        subjects = sorted(by_subject)
-        keys = [k for sub in subjects for k in (layout.recent(sub), layout.affinity(sub))]
-        current = self.redis.mget([*keys, layout.trending_state]) if keys else [None]
-        pipe = self.redis.pipeline(transaction=True)
-        for i, subject in enumerate(subjects):
-            recent_doc, affinity_doc = current[2 * i], current[2 * i + 1]
-            events = by_subject[subject]
-            recent = fs.merge_recent(json.loads(recent_doc or "[]"), events, s.recent_n)
-            affinity = fs.merge_affinity(
-                json.loads(affinity_doc) if affinity_doc else None,
-                events,
-                as_of=now,
-                half_life_seconds=s.affinity_half_life_hours * 3600,
-                session_gap_seconds=s.session_window_minutes * 60,
-            )
-            pipe.set(layout.recent(subject), json.dumps(recent, separators=(",", ":")))
-            pipe.set(layout.affinity(subject), json.dumps(affinity, separators=(",", ":")))
-        all_events = [e for sub in subjects for e in by_subject[sub]]
-        distinct = {e.event_id: e for e in all_events}.values()  # user + session rows: once
-        state = fs.merge_trending(
-            json.loads(current[-1]) if current[-1] else None,
-            distinct,
-            now=now,
-            window_seconds=s.trending_window_minutes * 60,
-        )
-        pipe.set(layout.trending_state, json.dumps(state, separators=(",", ":")))
-        pipe.set(
-            layout.trending,
-            json.dumps(fs.trending_list(state, s.trending_top_n), separators=(",", ":")),
-        )
-        for event_id in {e.event_id for e in all_events}:
-            pipe.set(layout.stream_seen(event_id), 1, ex=s.stream_dedupe_ttl_seconds)
-        pipe.set(marker, int(now), ex=s.stream_dedupe_ttl_seconds)
-        pipe.execute()
-        return True
 
 
 def start(

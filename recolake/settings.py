@@ -223,6 +223,13 @@ class Settings(BaseSettings):
     stream_dedupe_ttl_seconds: int = Field(
         default=2 * 86400, ge=60, description="How long an event id is remembered (retries)."
     )
+    stream_fault_kill_after_writes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Fault injection (tests only): the streaming job SIGKILLs itself after "
+        "this many Redis writes of a batch that has more (inside the batch, before its "
+        "marker). Unset in production.",
+    )
     landing_retention_hours: float = Field(
         default=24.0,
         gt=0,

@@ -1,0 +1,414 @@
+"""StreamWriter: one micro-batch of the streaming job merged into the real-time documents
+(recent, affinity per subject; trending), exactly once, on a single node or a Redis Cluster.
+
+No pyspark here: the Spark job (pipelines/streaming.py) collects a batch's rows
+(features.streaming.realtime_events: one row per subject of an event) and calls
+:meth:`StreamWriter.write_batch`; the merges are pure functions of (previous document, events,
+time), tested on their own.
+
+Exactly once without a cross-slot transaction (a Cluster has none): every write of a batch is a
+whole-document SET, pipelined (``transaction=False``), and each one can be replayed safely.
+
+- A batch's tag is ``<query id>:<batch id>``. Affinity documents and the trending state record
+  the tag of the last batch applied to them: on a replay of batch b, a document that already
+  has b is left as is, the others are merged. The recent list drops an event already in it
+  (same id, item, type, time), so merging it again changes nothing.
+- An event is identified by its *primary* subject (the user if known, else the session) and
+  the client's ``event_id``: its seen marker ``stream_seen(event_token(primary, id, key))``
+  (no raw id in a key name) holds the tag of the batch that counted it. A marker of another
+  batch means "already counted" (a client retry); a marker of b itself, on a replay of b,
+  means "counted by the attempt that crashed", i.e. not seen, so b's events are merged into the
+  documents that attempt did not reach. An event fans out to user and session documents but
+  counts once in trending.
+- The batch marker is written last, after every other write has been acknowledged: a batch
+  with its marker is complete and is skipped whole.
+- A batch with nothing new (all retries, all invalid, empty) changes no document.
+
+Per-subject keys get the subject's TTL (``TtlPolicy.for_subject``, refreshed by each write);
+seen and batch markers ``TtlPolicy.dedupe_seconds``.
+
+Fault injection (tests): ``kill_after_writes=N`` (setting ``stream_fault_kill_after_writes``)
+makes the writer SIGKILL its own process after the first N writes of a batch that has more,
+i.e. deterministically inside a batch, before its marker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from recolake.onlinestore.codecs import encode_document
+from recolake.onlinestore.keys import KeyLayout, event_token
+from recolake.onlinestore.ttl import TtlPolicy
+
+# Fields of a batch row (features.streaming.realtime_events produces them).
+SUBJECT = "subject"
+PRIMARY = "primary_subject"
+EVENT_ID = "event_id"
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+TS = "ts"
+WEIGHT = "weight"
+
+#: Field of affinity documents and of the trending state: the last batch applied.
+BATCH_FIELD = "batch"
+
+
+# --------------------------------------------------------------------------- pure merges
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of one subject, as the merge functions see it."""
+
+    event_id: str
+    item_id: str
+    event_type: str
+    ts: float
+    category: str | None
+    weight: float
+
+
+def _decay(age_seconds: float, half_life_seconds: float) -> float:
+    return math.pow(2.0, -max(age_seconds, 0.0) / half_life_seconds)
+
+
+def _identity(entry: Mapping[str, Any]) -> tuple:
+    return (entry.get("event_id"), entry.get("item_id"), entry.get("event_type"), entry.get("ts"))
+
+
+def merge_recent(
+    previous: Sequence[Mapping[str, Any]], events: Iterable[Event], n: int
+) -> list[dict[str, Any]]:
+    """The last ``n`` events, newest first; an event already in the list (same id, item, type
+    and time: a replay) is not added again."""
+    seen = {_identity(e) for e in previous}
+    merged = [dict(e) for e in previous]
+    for event in events:
+        entry = {
+            "item_id": event.item_id,
+            "event_type": event.event_type,
+            "ts": event.ts,
+            "event_id": event.event_id,
+        }
+        if _identity(entry) in seen:
+            continue
+        seen.add(_identity(entry))
+        merged.append(entry)
+    merged.sort(key=lambda e: (-(e.get("ts") or 0.0), str(e.get("event_id", ""))))
+    return merged[:n]
+
+
+def _top(scores: Mapping[str, float], n: int) -> dict[str, float]:
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return {k: round(v, 6) for k, v in ranked if v > 1e-9}
+
+
+def merge_affinity(
+    previous: Mapping[str, Any] | None,
+    events: Iterable[Event],
+    *,
+    as_of: float,
+    half_life_seconds: float,
+    session_gap_seconds: float,
+    max_items: int = 100,
+    max_categories: int = 50,
+) -> dict[str, Any]:
+    """Recency-decayed item and category affinity as of ``as_of`` (epoch seconds), plus the
+    category counts of the current session window: a session ends after
+    ``session_gap_seconds`` without events (gap-based session window on event time).
+
+    Document: {"items", "categories", "session_categories", "as_of", "last_ts"}.
+    """
+    previous = previous or {}
+    old_as_of = float(previous.get("as_of", as_of))
+    as_of = max(as_of, old_as_of)
+    carry = _decay(as_of - old_as_of, half_life_seconds)
+    items = {k: v * carry for k, v in (previous.get("items") or {}).items()}
+    categories = {k: v * carry for k, v in (previous.get("categories") or {}).items()}
+    session = dict(previous.get("session_categories") or {})
+    last_ts = previous.get("last_ts")
+    for event in sorted(events, key=lambda e: (e.ts, e.event_id)):
+        score = event.weight * _decay(as_of - event.ts, half_life_seconds)
+        items[event.item_id] = items.get(event.item_id, 0.0) + score
+        if last_ts is not None and event.ts - last_ts > session_gap_seconds:
+            session = {}
+        last_ts = event.ts if last_ts is None else max(last_ts, event.ts)
+        if event.category:
+            categories[event.category] = categories.get(event.category, 0.0) + score
+            session[event.category] = session.get(event.category, 0) + 1
+    return {
+        "items": _top(items, max_items),
+        "categories": _top(categories, max_categories),
+        "session_categories": session,
+        "as_of": as_of,
+        "last_ts": last_ts,
+    }
+
+
+def merge_trending(
+    previous: Mapping[str, Any] | None,
+    events: Iterable[Event],
+    *,
+    now: float,
+    window_seconds: float,
+    bucket_seconds: float = 60.0,
+) -> dict[str, Any]:
+    """Sliding-window state of trending items: summed event weight per item per time bucket
+    (event time), buckets older than the window dropped. {"buckets": {start: {item: w}}}."""
+    horizon = now - window_seconds
+    buckets: dict[str, dict[str, float]] = {
+        b: dict(items)
+        for b, items in ((previous or {}).get("buckets") or {}).items()
+        if float(b) + bucket_seconds > horizon
+    }
+    for event in events:
+        if event.ts <= horizon or event.ts > now + window_seconds:
+            continue
+        start = str(int(event.ts // bucket_seconds * bucket_seconds))
+        bucket = buckets.setdefault(start, {})
+        bucket[event.item_id] = bucket.get(event.item_id, 0.0) + max(event.weight, 0.0)
+    return {"buckets": buckets}
+
+
+def trending_list(state: Mapping[str, Any], top_n: int) -> list[list[Any]]:
+    """The published trending list: [[item_id, score], ...], hottest first."""
+    totals: dict[str, float] = {}
+    for items in (state.get("buckets") or {}).values():
+        for item, weight in items.items():
+            totals[item] = totals.get(item, 0.0) + weight
+    return [[k, v] for k, v in _top(totals, top_n).items()]
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """The merge parameters (from settings)."""
+
+    recent_n: int = 20
+    half_life_seconds: float = 24 * 3600.0
+    session_gap_seconds: float = 30 * 60.0
+    trending_window_seconds: float = 3600.0
+    trending_top_n: int = 100
+
+    @classmethod
+    def from_settings(cls, settings) -> MergeConfig:
+        return cls(
+            recent_n=settings.recent_n,
+            half_life_seconds=settings.affinity_half_life_hours * 3600,
+            session_gap_seconds=settings.session_window_minutes * 60,
+            trending_window_seconds=settings.trending_window_minutes * 60,
+            trending_top_n=settings.trending_top_n,
+        )
+
+
+@dataclass
+class BatchOutcome:
+    """What write_batch did (for the job's log line and the tests)."""
+
+    replay_of_complete_batch: bool = False
+    rows: int = 0
+    new_events: int = 0
+    already_seen: int = 0
+    writes: int = 0
+    subjects: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Write:
+    key: str
+    value: str
+    ttl: int | None
+
+
+def _sigkill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StreamWriter:
+    """Merges micro-batches of subject-events into the real-time documents."""
+
+    def __init__(
+        self,
+        client,
+        layout: KeyLayout,
+        key: bytes,
+        *,
+        ttl: TtlPolicy | None = None,
+        merge: MergeConfig | None = None,
+        kill_after_writes: int | None = None,
+        crash: Callable[[], None] = _sigkill_self,
+    ) -> None:
+        self.client = client
+        self.layout = layout
+        self.key = key
+        self.ttl = ttl or TtlPolicy()
+        self.merge = merge or MergeConfig()
+        self.kill_after_writes = kill_after_writes
+        self.crash = crash
+
+    @classmethod
+    def from_settings(cls, client, settings, **overrides) -> StreamWriter:
+        values: dict[str, Any] = dict(
+            ttl=TtlPolicy.from_settings(settings),
+            merge=MergeConfig.from_settings(settings),
+            kill_after_writes=settings.stream_fault_kill_after_writes,
+        )
+        values.update(overrides)
+        return cls(
+            client,
+            KeyLayout(settings.redis_namespace),
+            settings.require_pseudonymisation_key(),
+            **values,
+        )
+
+    # --- reads and writes (pipelined, no transaction: they may span Cluster slots) --------
+
+    def _get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.get(k)
+        return list(pipe.execute())
+
+    def _apply(self, writes: Sequence[_Write]) -> None:
+        """Every write, pipelined; with the fault setting, only the first N, then the crash."""
+        limit = self.kill_after_writes
+        crash = limit is not None and limit < len(writes)
+        todo = writes[:limit] if crash else writes
+        if todo:
+            pipe = self.client.pipeline(transaction=False)
+            for w in todo:
+                pipe.set(w.key, w.value, ex=w.ttl)
+            pipe.execute()
+        if crash:
+            self.crash()
+
+    # --- one batch ----------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        query_id: str,
+        batch_id: int,
+        rows: Iterable[Mapping[str, Any]],
+        now: float,
+        categories: Mapping[str, str] | None = None,
+    ) -> BatchOutcome:
+        """Merge one micro-batch (rows: SUBJECT, PRIMARY, EVENT_ID, ITEM_ID, EVENT_TYPE, TS,
+        WEIGHT) into the documents; idempotent per (query_id, batch_id), also after a crash
+        half-way through."""
+        layout, merge = self.layout, self.merge
+        tag = f"{query_id}:{batch_id}"
+        marker = layout.stream_batch(batch_id, query_id)
+        outcome = BatchOutcome()
+        if self.client.exists(marker):
+            outcome.replay_of_complete_batch = True
+            return outcome
+        categories = categories or {}
+
+        # One event per (primary subject, event id), with every subject it fans out to; a
+        # repeat inside the batch counts once (the smallest payload: the same on a replay).
+        events: dict[tuple[str, str], Event] = {}
+        fanout: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for r in rows:
+            outcome.rows += 1
+            subject = r[SUBJECT]
+            primary = r[PRIMARY] or subject
+            ident = (primary, r[EVENT_ID])
+            event = Event(
+                r[EVENT_ID],
+                r[ITEM_ID],
+                r[EVENT_TYPE],
+                float(r[TS]),
+                categories.get(r[ITEM_ID]),
+                float(r[WEIGHT]),
+            )
+            old = events.get(ident)
+            if old is None or _event_order(event) < _event_order(old):
+                events[ident] = event
+            fanout[ident].add(subject)
+        idents = sorted(events)
+        tokens = {i: event_token(i[0], i[1], self.key) for i in idents}
+        subjects = sorted({s for i in idents for s in fanout[i]})
+        doc_keys = [k for s in subjects for k in (layout.recent(s), layout.affinity(s))]
+        current = self._get_many(
+            [*(layout.stream_seen(tokens[i]) for i in idents), *doc_keys, layout.trending_state]
+        )
+        seen_flags, docs = current[: len(idents)], current[len(idents) : -1]
+        state_doc = _loads(current[-1]) if current else None
+
+        fresh = [i for i, flag in zip(idents, seen_flags, strict=True) if flag in (None, tag)]
+        outcome.new_events = len(fresh)
+        outcome.already_seen = len(idents) - len(fresh)
+        by_subject: dict[str, list[Event]] = defaultdict(list)
+        for ident in fresh:
+            for subject in fanout[ident]:
+                by_subject[subject].append(events[ident])
+
+        writes: list[_Write] = []
+        for n, subject in enumerate(subjects):
+            mine = by_subject.get(subject)
+            if not mine:
+                continue
+            ttl = self.ttl.for_subject(subject)
+            recent_old = _loads(docs[2 * n]) or []
+            recent = merge_recent(recent_old, mine, merge.recent_n)
+            writes.append(_Write(layout.recent(subject), encode_document(recent), ttl))
+            affinity_old = _loads(docs[2 * n + 1])
+            if affinity_old is None or affinity_old.get(BATCH_FIELD) != tag:
+                affinity = merge_affinity(
+                    affinity_old,
+                    mine,
+                    as_of=now,
+                    half_life_seconds=merge.half_life_seconds,
+                    session_gap_seconds=merge.session_gap_seconds,
+                )
+                affinity[BATCH_FIELD] = tag
+                writes.append(_Write(layout.affinity(subject), encode_document(affinity), ttl))
+        outcome.subjects = sorted(by_subject)
+
+        if fresh:
+            if state_doc is not None and state_doc.get(BATCH_FIELD) == tag:
+                state = state_doc  # applied by the crashed attempt: the list may lag it
+                changed = True
+            else:
+                state = merge_trending(
+                    state_doc,
+                    [events[i] for i in fresh],
+                    now=now,
+                    window_seconds=merge.trending_window_seconds,
+                )
+                changed = state["buckets"] != (state_doc or {}).get("buckets")
+                state[BATCH_FIELD] = tag
+            if changed:
+                if state is not state_doc:
+                    writes.append(_Write(layout.trending_state, encode_document(state), None))
+                top = trending_list(state, merge.trending_top_n)
+                writes.append(_Write(layout.trending, encode_document(top), None))
+
+        # Seen markers first (any order is safe; this one makes a crash between them and the
+        # documents the likely case, so the tests prove a marker of b is "not seen" for b).
+        dedupe = self.ttl.dedupe_seconds
+        writes[:0] = [_Write(layout.stream_seen(tokens[i]), tag, dedupe) for i in fresh]
+        self._apply(writes)
+        outcome.writes = len(writes)
+        # Last, and only once everything above is acknowledged: the batch is complete.
+        self.client.set(marker, int(now), ex=dedupe)
+        return outcome
+
+
+def _event_order(e: Event) -> tuple:
+    return (e.ts, e.item_id, e.event_type, e.weight)
+
+
+def _loads(payload: str | None) -> Any:
+    return json.loads(payload) if payload else None
