@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/redis_memory_per_user.py [--users 200000] [--items 50]
 
 Starts a private redis-server on a free port (nothing else in it), writes with the real
-writer (recolake.publication.write_user_lists), prints used_memory delta / user.
+writer (recolake.onlinestore.batch.BatchWriter.write_user_lists), prints used_memory delta / user.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 
 import redis
 
-from recolake.publication import write_user_lists
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout
+from recolake.onlinestore.batch import BatchWriter
 
 
 def free_port() -> int:
@@ -60,13 +60,13 @@ def main() -> None:
             for _ in range(args.users)
         )
         started = time.perf_counter()
-        write_user_lists(
-            users, url=url, layout=RedisLayout("bench"), version="v1", buckets=args.buckets
-        )
+        BatchWriter(
+            url=url, layout=KeyLayout("bench"), version="v1", buckets=args.buckets
+        ).write_user_lists(users)
         seconds = time.perf_counter() - started
         after = client.info("memory")["used_memory"]
         per_user = (after - before) / args.users
-        sample_key = RedisLayout("bench").recs("v1", 0)
+        sample_key = KeyLayout("bench").recs("v1", 0)
         print(f"users={args.users} items/user={args.items} buckets={args.buckets}")
         print(f"used_memory delta: {(after - before) / 2**20:.1f} MiB, {per_user:.0f} B/user")
         print(

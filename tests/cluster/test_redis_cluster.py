@@ -10,37 +10,24 @@ import asyncio
 
 import pytest
 
-from recolake.onlinestore import connect_async
+from recolake.onlinestore import KeyLayout, connect, connect_async
+from recolake.onlinestore.batch import BatchWriter
 from recolake.onlinestore.reader import Reader
-from recolake.publication import connect, go_live, write_user_lists
-from recolake.redis_layout import RedisLayout
 
 pytestmark = pytest.mark.redis
 
 
 def test_publish_and_serve_through_a_redis_cluster(redis_cluster):
-    layout = RedisLayout("clustertest")
+    layout = KeyLayout("clustertest")
     buckets = 8
     users = [(f"user-{i}", [(f"item-{i}-{j}", 1.0 - j / 10) for j in range(5)]) for i in range(50)]
-    assert write_user_lists(
-        users, url=redis_cluster, layout=layout, version="v1", buckets=buckets
-    ) == len(users)
+    writer = BatchWriter(url=redis_cluster, layout=layout, version="v1", buckets=buckets)
+    assert writer.write_user_lists(users) == len(users)
     client = connect(redis_cluster)
     slots = {client.keyslot(layout.recs("v1", b)) for b in range(buckets)}
     assert len(slots) > 1, "the test must span several slots"
     popular = [("item-0-0", 9.0), ("item-1-0", 8.0)]
-    assert (
-        go_live(
-            client,
-            layout=layout,
-            version="v1",
-            buckets=buckets,
-            popular=popular,
-            meta={"model_version": "7"},
-            grace_seconds=5,
-        )
-        is None
-    )
+    assert writer.go_live(popular=popular, meta={"model_version": "7"}, grace_seconds=5) is None
     # Staging TTLs were removed on every node that holds a bucket.
     assert all(client.ttl(layout.recs("v1", b)) == -1 for b in range(buckets))
     client.close()
