@@ -10,7 +10,11 @@ Every 5 minutes (one run at a time):
                   committed batch has read; past RECOLAKE_STREAM_MAX_LAG_SECONDS (300) the task
                   fails with "streaming job is behind: ...", which is the alert (Airflow's
                   failure e-mails/notifiers, plus `on_failure_callback` below). An idle log whose
-                  files are all committed is not behind, however old they are.
+                  files are all committed is not behind, however old they are. With
+                  RECOLAKE_EVENT_LOG=kafka the same check runs over the topic: the offsets of
+                  each query's last committed batch against the partitions' end offsets; the
+                  lag is the age of the first unread message (confluent-kafka, pinned in
+                  requirements-airflow.lock too).
 The logic is in recolake/stream_supervisor.py (no pyspark: it runs in Airflow's venv); paths
 come from the same RECOLAKE_* settings the job reads. Nothing is done at import.
 
@@ -74,8 +78,8 @@ with DAG(
 
     @task
     def check_lag() -> dict[str, float]:
-        """Per query, seconds the oldest unprocessed landed file has waited; fail past the
-        limit."""
+        """Per query, seconds the oldest unprocessed event (landed file, or Kafka message)
+        has waited; fail past the limit."""
         from recolake.settings import Settings
         from recolake.stream_supervisor import check_lag
 

@@ -14,6 +14,11 @@ without either:
   says which batch read it, ``<checkpoint>/commits/<batch>`` that the batch finished. An idle
   log whose files are all committed has lag 0 however old they are; a job that is down or
   stuck has a lag that grows with the age of what it has not read.
+  With the Kafka event log (``event_log == "kafka"``) the same question is asked of the topic:
+  the offsets of the last committed batch (``<checkpoint>/offsets/<batch>``, the Kafka
+  source's line ``{"<topic>": {"<partition>": next offset}}``) against the partitions' end
+  offsets (the broker's watermarks); the lag is the age (broker timestamp) of the first
+  message no committed batch has read, 0 when every partition is read to its end.
 """
 
 from __future__ import annotations
@@ -184,15 +189,86 @@ def lag_seconds(
     return max(0.0, (time.time() if now is None else now) - min(waiting))
 
 
+# --------------------------------------------------------------------------- Kafka
+
+
+def kafka_committed_offsets(checkpoint: str | Path, topic: str) -> dict[int, int]:
+    """partition -> next offset to read, after the last committed batch of the query ({}:
+    nothing committed yet). The offset log's file of batch n holds the version, the batch
+    metadata, then one line per source: the end offsets that batch read up to."""
+    last = last_committed_batch(checkpoint)
+    if last is None:
+        return {}
+    path = Path(checkpoint) / "offsets" / str(last)
+    if not path.exists():  # committed but its offsets purged: never the case for the last one
+        raise ValueError(f"no offset log for committed batch {last} in {checkpoint}")
+    for line in path.read_text().splitlines()[2:]:
+        line = line.strip()
+        if line.startswith("{") and topic in (offsets := json.loads(line)):
+            return {int(p): int(o) for p, o in offsets[topic].items()}
+    return {}
+
+
+def kafka_backlog(
+    committed: Mapping[int, int], watermarks: Mapping[int, tuple[int, int]]
+) -> dict[int, tuple[int, int]]:
+    """partition -> (first unread offset, messages waiting) for the partitions with a backlog.
+    ``watermarks``: partition -> (low, high) from the broker (high = next offset written). A
+    partition the checkpoint does not know (new, or nothing committed) is read from its low
+    watermark (startingOffsets=earliest); an offset below low was deleted by retention."""
+    out: dict[int, tuple[int, int]] = {}
+    for partition, (low, high) in watermarks.items():
+        first = max(committed.get(partition, low), low)
+        if high > first:
+            out[partition] = (first, high - first)
+    return out
+
+
+def kafka_lag_seconds(
+    settings: Settings, checkpoint: str | Path, now: float | None = None, timeout: float = 10.0
+) -> float:
+    """Age of the first message of the topic that no committed batch of the query has read
+    (0: read to the end), from the broker's timestamps."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.kafka_topic
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": "recolake-stream-supervisor",  # never commits: only reads watermarks
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"Kafka topic {topic}: {metadata.error}")
+        watermarks = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in metadata.partitions
+        }
+        backlog = kafka_backlog(kafka_committed_offsets(checkpoint, topic), watermarks)
+        oldest: float | None = None
+        for partition, (first, _) in sorted(backlog.items()):
+            consumer.assign([TopicPartition(topic, partition, first)])
+            message = consumer.poll(timeout)
+            if message is None or message.error() is not None:
+                raise RuntimeError(f"could not read {topic}/{partition}@{first}: {message}")
+            ts = message.timestamp()[1] / 1000.0
+            oldest = ts if oldest is None else min(oldest, ts)
+    finally:
+        consumer.close()
+    if oldest is None:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - oldest)
+
+
 def query_lags(settings: Settings, now: float | None = None) -> dict[str, float]:
-    """lag_seconds of each streaming query (the local event log only)."""
-    if settings.event_log != "local":
-        raise ValueError(
-            "the lag check reads the landing dir (RECOLAKE_EVENT_LOG=local); with Kafka, "
-            "watch the consumer lag of the topic instead"
-        )
-    landed = landed_files(settings.landing_dir)
+    """lag_seconds of each streaming query: over the landing dir, or over the Kafka topic."""
     root = Path(settings.stream_checkpoint_dir)
+    if settings.event_log == "kafka":
+        return {q: kafka_lag_seconds(settings, root / q, now) for q in QUERIES}
+    landed = landed_files(settings.landing_dir)
     return {q: lag_seconds(settings.landing_dir, root / q, now, landed) for q in QUERIES}
 
 
@@ -203,9 +279,14 @@ def check_lag(settings: Settings, now: float | None = None) -> dict[str, float]:
     behind = {q: lag for q, lag in lags.items() if lag > limit}
     if behind:
         detail = ", ".join(f"{q} query {lag:.0f} s" for q, lag in sorted(behind.items()))
+        where = (
+            f"message in topic {settings.kafka_topic} arrived"
+            if settings.event_log == "kafka"
+            else f"file in {settings.landing_dir} landed"
+        )
         raise StreamBehindError(
-            f"streaming job is behind: {detail} since the oldest unprocessed file in "
-            f"{settings.landing_dir} landed (limit {limit:.0f} s)"
+            f"streaming job is behind: {detail} since the oldest unprocessed {where} "
+            f"(limit {limit:.0f} s)"
         )
     return lags
 

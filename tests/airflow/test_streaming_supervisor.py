@@ -17,8 +17,8 @@ import pytest
 
 from recolake import stream_supervisor as sup
 from recolake.eventlog import LocalEventLog
+from recolake.onlinestore import KeyLayout, user_subject
 from recolake.privacy import pseudonymise
-from recolake.redis_layout import RedisLayout
 from tests.airflow.conftest import AIRFLOW_PYTHON, Airflow, build_dist, recolake_env
 from tests.conftest import TEST_KEY, make_settings
 
@@ -159,8 +159,6 @@ def test_check_lag_names_each_query_behind(tmp_path):
     os.utime(landing / "new.jsonl", (now - 120, now - 120))  # the lake query stalls
     with pytest.raises(sup.StreamBehindError, match=r"behind: lake query 120 s .*limit 60 s"):
         sup.check_lag(settings, now)
-    with pytest.raises(ValueError, match="Kafka"):
-        sup.check_lag(settings.model_copy(update={"event_log": "kafka"}), now)
 
 
 def test_prune_deletes_only_old_files_every_query_committed(tmp_path):
@@ -265,6 +263,7 @@ def supervised(tmp_path, redis_server, airflow_python):
 @pytest.mark.slow
 @pytest.mark.spark
 @pytest.mark.redis
+@pytest.mark.airflow
 def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
     supervised, tmp_path, redis_client
 ):
@@ -275,7 +274,7 @@ def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
         landing_dir=airflow.env["RECOLAKE_LANDING_DIR"],
         stream_checkpoint_dir=airflow.env["RECOLAKE_STREAM_CHECKPOINT_DIR"],
     )
-    layout = RedisLayout(settings.redis_namespace)
+    layout = KeyLayout(settings.redis_namespace)
     log = LocalEventLog(settings.landing_dir)
 
     def event(event_id: str, user: str) -> dict:
@@ -289,7 +288,7 @@ def test_dag_starts_keeps_and_restarts_the_job_and_alerts_when_behind(
         }
 
     def wait_recent(user: str, pid: int, timeout: float = 180) -> list:
-        key = layout.recent(pseudonymise(user, TEST_KEY.encode()))
+        key = layout.recent(user_subject(pseudonymise(user, TEST_KEY.encode())))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if payload := redis_client.get(key):

@@ -1,6 +1,7 @@
 """RECOLAKE_EVENT_LOG=kafka end to end: POST /v1/events -> topic on a real broker -> the
 streaming job's Kafka source (spark-sql-kafka from ./jars) -> Redis features + bronze,
-exactly once, and again after a restart from the checkpoints (only the new events)."""
+exactly once, and again after a restart from the checkpoints (only the new events); and the
+supervisor's lag check over the topic (committed checkpoint offsets vs the broker's)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -17,13 +19,14 @@ from pyspark.sql import functions as F
 from features import columns as c
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS
 from pipelines import streaming
-from recolake.privacy import pseudonymise, session_subject
-from recolake.redis_layout import RedisLayout
+from recolake import stream_supervisor as sup
+from recolake.onlinestore import KeyLayout, session_subject, user_subject
+from recolake.privacy import pseudonymise
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
 
 KEY = TEST_KEY.encode()
-LAYOUT = RedisLayout("recolake")
+LAYOUT = KeyLayout("recolake")
 AUTH = {"Authorization": "Bearer tok"}
 
 
@@ -74,6 +77,42 @@ def run_cli_available_now(settings, tmp_path) -> None:
     assert done.returncode == 0, log.read_text()[-3000:]
 
 
+# --------------------------------------------------------------------------- the lag check
+
+
+def offset_log(checkpoint, batch: int, sources: list[dict | None]) -> None:
+    """<checkpoint>/offsets/<batch> as Spark writes it: version, metadata, one line per
+    source ('-' for a source without offsets)."""
+    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
+    lines = ["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": 0, "conf": {}})]
+    lines += [json.dumps(s) if s is not None else "-" for s in sources]
+    (checkpoint / "offsets" / str(batch)).write_text("\n".join(lines))
+
+
+def commit(checkpoint, batch: int) -> None:
+    (checkpoint / "commits").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
+
+
+def test_kafka_offsets_of_the_last_committed_batch_and_the_backlog(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    assert sup.kafka_committed_offsets(ckpt, "events") == {}  # never started
+    offset_log(ckpt, 0, [{"events": {"0": 5, "1": 2}}])
+    assert sup.kafka_committed_offsets(ckpt, "events") == {}  # planned, not committed
+    commit(ckpt, 0)
+    offset_log(ckpt, 1, [None, {"other": {"0": 1}}, {"events": {"0": 9, "1": 4}}])
+    assert sup.kafka_committed_offsets(ckpt, "events") == {0: 5, 1: 2}
+    commit(ckpt, 1)
+    assert sup.kafka_committed_offsets(ckpt, "events") == {0: 9, 1: 4}
+    assert sup.kafka_committed_offsets(ckpt, "absent") == {}
+    # (low, high) watermarks: high is the next offset the broker will write.
+    watermarks = {0: (0, 9), 1: (0, 7), 2: (3, 5), 3: (0, 0)}
+    assert sup.kafka_backlog({0: 9, 1: 4}, watermarks) == {1: (4, 3), 2: (3, 2)}
+    # Retention deleted what the job had not read: from the low watermark on.
+    assert sup.kafka_backlog({0: 2}, {0: (6, 8)}) == {0: (6, 2)}
+    assert sup.kafka_backlog({0: 9}, {0: (0, 9)}) == {}
+
+
 @pytest.fixture
 def kafka_stream(tmp_path, redis_server, kafka_broker, kafka_topic, spark):
     settings = make_settings(
@@ -94,6 +133,10 @@ def kafka_stream(tmp_path, redis_server, kafka_broker, kafka_topic, spark):
     spark.conf.set("spark.sql.shuffle.partitions", partitions)  # start() sets it
 
 
+@pytest.mark.kafka
+@pytest.mark.spark
+@pytest.mark.redis
+@pytest.mark.slow
 def test_kafka_events_to_redis_and_bronze_exactly_once_across_restart(
     kafka_stream, kafka_broker, spark, redis_client, kafka_api, tmp_path
 ):
@@ -133,10 +176,12 @@ def test_kafka_events_to_redis_and_bronze_exactly_once_across_restart(
 
     run_available_now(spark, settings)
 
-    alice = pseudonymise("alice", KEY)
+    alice = user_subject(pseudonymise("alice", KEY))
     assert recent_ids(redis_client, alice) == ["v2", "v1", "v0", "first"]
     assert recent_ids(redis_client, session_subject("sess", KEY)) == ["v2", "v1", "v0", "first"]
     assert recent_ids(redis_client, session_subject("anon-sess", KEY)) == ["anon"]
+    # The supervisor's check (Kafka mode): both queries read the topic to its end.
+    assert sup.check_lag(settings) == {"redis": 0.0, "lake": 0.0}
     affinity = json.loads(redis_client.get(LAYOUT.affinity(alice)))
     assert affinity["categories"] == {"shoes": pytest.approx(3.0, rel=1e-3)}  # retry: once
     assert affinity["session_categories"] == {"shoes": 1}
@@ -162,7 +207,15 @@ def test_kafka_events_to_redis_and_bronze_exactly_once_across_restart(
     # only what arrived since is read, nothing twice.
     later = {**first, "event_id": "later", "timestamp": iso(now + timedelta(seconds=10))}
     assert httpx.post(f"{api.url}/v1/events", json=later, headers=AUTH).status_code == 202
+    posted = time.time()
+    # Not read yet: both queries lag by the age of that message; far past the limit, alert.
+    lags = sup.query_lags(settings)
+    assert set(lags) == {"redis", "lake"}
+    assert all(0.0 < lag < time.time() - posted + 5 for lag in lags.values()), lags
+    with pytest.raises(sup.StreamBehindError, match=r"behind: lake query 36\d\d s, redis"):
+        sup.check_lag(settings, now=posted + 3600)
     run_cli_available_now(settings, tmp_path)
+    assert sup.query_lags(settings) == {"redis": 0.0, "lake": 0.0}
     assert recent_ids(redis_client, alice) == ["later", "v2", "v1", "v0", "first"]
     affinity = json.loads(redis_client.get(LAYOUT.affinity(alice)))
     assert affinity["session_categories"] == {"shoes": 2}
