@@ -179,7 +179,7 @@ def main() -> None:
 def print_batch_times(log: Path) -> None:
     """The streaming job's own processing time per Redis micro-batch (from its log): how much
     of the freshness is Spark's batch, the rest being trigger wait, planning and polling."""
-    pattern = re.compile(r"redis batch \d+: (\d+) subject-event\(s\) written in ([0-9.]+)s")
+    pattern = re.compile(r"redis batch \d+: (\d+) subject-event\(s\), \d+ new, .* in ([0-9.]+)s")
     times = [float(m[2]) for m in pattern.finditer(log.read_text()) if int(m[1]) > 0]
     if times:
         print(
