@@ -195,7 +195,7 @@ BRONZE_ITEMS = LakeTable(
 SILVER_EVENTS = LakeTable(
     name="events",
     layer="silver",
-    keys=(c.EVENT_ID,),
+    keys=(c.USER_KEY, c.EVENT_ID),  # event ids are per user (transforms.dedupe_by_event_id)
     schema=_schema(
         (c.EVENT_ID, _S, False),
         (c.USER_KEY, _S, False),

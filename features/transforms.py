@@ -15,8 +15,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from recolake.privacy import hmac_pads
-
-MAX_ID_LENGTH = 256
+from recolake.validation import EARLIEST_TIMESTAMP, MAX_ID_LENGTH, MAX_PRICE
 
 #: Timestamp layouts accepted in raw files, tried in order (all read as UTC).
 TIMESTAMP_FORMATS = (
@@ -186,10 +185,12 @@ def annotate_events(
     event_types: Mapping[str, float] | list[str],
     key: bytes,
     latest_allowed: datetime | Column,
+    earliest_allowed: datetime = EARLIEST_TIMESTAMP,
 ) -> DataFrame:
     """Bronze rows plus ``reason`` (null when the event is valid) and ``user_key``. Row by
     row, no shuffle: it also runs on a stream, where the streaming job plans it once instead
-    of per micro-batch (``latest_allowed`` then is a Column on the batch's clock)."""
+    of per micro-batch (``latest_allowed`` then is a Column on the batch's clock). The limits
+    are recolake.validation's, which the API applies before it stores an event."""
     known_types = sorted(event_types)
     event_type, event_time, quantity, price = _typed_fields()
     is_retail = F.col(c.SOURCE_FORMAT) == "online_retail"
@@ -208,15 +209,21 @@ def annotate_events(
         .when(_blank(F.col(c.TIMESTAMP)), "missing_timestamp")
         .when(event_time.isNull(), "unparseable_timestamp")
         .when(event_time >= F.lit(latest_allowed), "timestamp_after_ds")  # lit: Column as is
+        .when(event_time < F.lit(earliest_allowed), "timestamp_before_min")
         .when(~_blank(F.col(c.QUANTITY)) & quantity.isNull(), "invalid_quantity")
         .when(is_retail & F.col(c.SESSION_ID).startswith("C"), "cancellation")
         .when(quantity <= 0, "non_positive_quantity")
-        .when(~_blank(F.col(c.PRICE)) & (price.isNull() | (price < 0)), "invalid_price")
+        .when(~_blank(F.col(c.PRICE)) & _bad_price(price), "invalid_price")
         .when(is_retail & ~F.trim(c.ITEM_ID).rlike(ONLINE_RETAIL_PRODUCT_CODE), "non_product_code")
         .when(is_retail & (price == 0), "zero_price")
     )
     user_key = F.when(~_blank(F.col(c.USER_ID)), pseudonymise_column(F.trim(c.USER_ID), key))
     return bronze.withColumns({c.REASON: reason, c.USER_KEY: user_key})
+
+
+def _bad_price(price: Column) -> Column:
+    """Unparseable, negative, NaN, infinite or above validation.MAX_PRICE."""
+    return price.isNull() | F.isnan(price) | (price < 0) | (price > F.lit(MAX_PRICE))
 
 
 def _typed_fields() -> tuple[Column, Column, Column, Column]:
@@ -260,9 +267,19 @@ def valid_events(annotated: DataFrame) -> DataFrame:
     )
 
 
+def event_subject(col_user: str = c.USER_KEY, col_session: str = c.SESSION_ID) -> Column:
+    """Whose idempotency key an event id is: the user (``u:<user_key>``), else the session
+    (``s:<session_id>``): the API's rule (online.services.events)."""
+    return F.coalesce(
+        F.concat(F.lit("u:"), F.col(col_user)), F.concat(F.lit("s:"), F.col(col_session))
+    )
+
+
 def dedupe_by_event_id(valid: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Keep the first row per event id (a client retry with the same id counts once)."""
-    unique = valid.dropDuplicates([c.EVENT_ID])
+    """Keep the first row per (subject, event id): a client retry with the same id counts
+    once, while the same id from another user (or session) is another event."""
+    keyed = valid.withColumn("_subject", event_subject())
+    unique = keyed.dropDuplicates(["_subject", c.EVENT_ID]).drop("_subject")
     return unique, valid.exceptAll(unique)
 
 

@@ -6,6 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from recolake.validation import (
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_TIMESTAMP_LENGTH,
+)
+
 Source = Literal["als", "co_view", "bought_together", "content", "trending", "popular"]
 
 
@@ -79,30 +87,56 @@ class HealthResponse(BaseModel):
 
 class EventIn(BaseModel):
     """One event in the generic schema. ``user_id`` or ``session_id`` (anonymous visitor) is
-    required; ``event_id`` is the client's idempotency key (generated when absent)."""
+    required; ``event_id`` is the client's idempotency key per user (or session): generated
+    when absent. The rules beyond types (known event types, time range, blank ids) are
+    recolake.validation's, shared with the Spark jobs."""
 
     model_config = {"extra": "forbid"}
 
-    event_id: str | None = Field(default=None, min_length=1, max_length=256)
-    user_id: str | None = Field(default=None, min_length=1, max_length=256)
-    session_id: str | None = Field(default=None, min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
-    event_type: str = Field(min_length=1, max_length=64)
-    timestamp: str = Field(
-        min_length=1, max_length=64, description="ISO 8601; without an offset it is UTC."
+    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True)
+    user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True)
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True
     )
-    quantity: int | None = Field(default=None, gt=0)
-    price: float | None = Field(default=None, ge=0)
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True)
+    event_type: str = Field(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH, strict=True)
+    timestamp: str = Field(
+        min_length=1,
+        max_length=MAX_TIMESTAMP_LENGTH,
+        strict=True,
+        description="ISO 8601; without an offset it is UTC. Stored as UTC "
+        "YYYY-MM-DDTHH:MM:SS.mmmZ.",
+    )
+    quantity: int | None = Field(default=None, ge=1, le=MAX_QUANTITY, strict=True)
+    price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+
+
+class EventSummary(BaseModel):
+    """What identifies an accepted event to its client (no user or session id)."""
+
+    item_id: str
+    event_type: str
+    timestamp: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.mmmZ.")
 
 
 class RejectedEvent(BaseModel):
     index: int = Field(description="Position of the event in the posted batch (0 for one).")
     reason: str
+    conflict: EventSummary | None = Field(
+        default=None,
+        description="Set when the reason is a conflict: the event already accepted under "
+        "this event_id for this user (or session), which a different payload cannot replace.",
+    )
 
 
 class EventsResponse(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events stored by this request (duplicates included).")
     event_ids: list[str] = Field(description="Ids of the accepted events, in posted order.")
+    duplicates: list[str] = Field(
+        default_factory=list,
+        description="Accepted ids that had been accepted before with the same payload (a "
+        "retry): stored again, counted once downstream.",
+    )
     rejected: list[RejectedEvent] = Field(default_factory=list)
 
 

@@ -9,6 +9,7 @@ MLflow store and a Redis on localhost.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
     redis_pool_timeout_seconds: float = Field(
         default=0.2, ge=0, description="API: how long a request waits for a free connection."
     )
+    api_redis_deadline_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="API: the longest one request spends on Redis, all commands and reconnects "
+        "included; past it the answer is 503 + Retry-After.",
+    )
     api_health_timeout_seconds: float = Field(
         default=0.25, gt=0, description="/healthz: deadline of its Redis PING (503 past it)."
     )
@@ -196,6 +203,11 @@ class Settings(BaseSettings):
     )
     events_max_future_seconds: int = Field(
         default=300, ge=0, description="How far in the future an event timestamp may be."
+    )
+    events_min_timestamp: datetime = Field(
+        default=datetime(1970, 1, 1, tzinfo=UTC),
+        description="Events before this are rejected (per-event reason); no offset = UTC. Not "
+        "before 1970-01-01, the jobs' own bound (recolake.validation.EARLIEST_TIMESTAMP).",
     )
     stream_checkpoint_dir: str = Field(default=str(VAR_DIR / "checkpoints" / "streaming"))
     stream_trigger_seconds: float = Field(
@@ -320,6 +332,14 @@ class Settings(BaseSettings):
             for a in (self.als_tune_alphas or [self.als_alpha])
             for i in (self.als_tune_max_iters or [self.als_max_iter])
         ]
+
+    @field_validator("events_min_timestamp")
+    @classmethod
+    def _min_timestamp_utc(cls, value: datetime) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value < datetime(1970, 1, 1, tzinfo=UTC):
+            raise ValueError("events_min_timestamp must not be before 1970-01-01 (the jobs' bound)")
+        return value
 
     @field_validator("event_weights")
     @classmethod

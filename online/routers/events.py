@@ -1,38 +1,37 @@
-"""``POST /v1/events``: validate, then durably append to the event log before answering.
+"""``POST /v1/events``: parse the request, hand the events to online.services.events, shape
+the answer.
 
 Body: one event object, a JSON list of them, or ``{"events": [...]}``, at most
 ``settings.events_max_batch`` events and ``settings.events_max_body_bytes`` bytes (checked
-before parsing: 413). Each event is validated on its own (partial acceptance): the valid
-ones are stored and the answer is 202 with their ids and a per-index reason for every
-rejected one; when none is valid nothing is stored and the answer is 422 with the reasons.
-A client retry with the same ``event_id`` is counted once downstream (the streaming job
-dedupes by id); events without one get a server-generated id.
+before parsing: 413), UTF-8 JSON (``Content-Type: application/json``, or none). Each event is
+validated on its own (partial acceptance): the valid ones are stored and the answer is 202
+with their ids and a per-index reason for every rejected one; when none is valid nothing is
+stored and the answer is 422 (409 when every rejection is an idempotency conflict).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from online.schemas import EventIn, EventsResponse, RejectedEvent
+from online.schemas import EventIn, EventsResponse
+from online.services.events import EventIntake, IntakeError, parse_body
 from recolake.eventlog import EventLog, open_event_log
+from recolake.onlinestore import RedisTimeouts, connect_async
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.events")
 router = APIRouter(tags=["events"])
 
+JSON_TYPES = ("application/json",)
 
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def _check_token(request: Request, settings: Settings) -> JSONResponse | None:
@@ -40,17 +39,21 @@ def _check_token(request: Request, settings: Settings) -> JSONResponse | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return JSONResponse(
-            {"detail": "missing bearer token"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        return _error(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
     expected = settings.api_token.get_secret_value() if settings.api_token else ""
     if not expected:
         return _error(403, "writes are disabled: RECOLAKE_API_TOKEN is not set on the server")
     if not secrets.compare_digest(token.strip().encode(), expected.encode()):
         return _error(403, "invalid token")
     return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    """No Content-Type, application/json or application/<x>+json (any charset parameter)."""
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
@@ -67,72 +70,91 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def parse_event_time(value: str) -> datetime | None:
-    """ISO 8601 to an aware UTC datetime (naive = UTC), or None if unparseable."""
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def validate_event(raw: Any, settings: Settings, now: datetime) -> dict[str, str] | str:
-    """The event as the log stores it (strings, UTC timestamp), or the rejection reason."""
-    if not isinstance(raw, dict):
-        return "not_an_object"
-    try:
-        event = EventIn.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "event"
-        return f"{field}: {first['msg']}"
-    for name in ("event_id", "user_id", "session_id", "item_id"):
-        value = getattr(event, name)
-        if value is not None and not value.strip():
-            return f"{name}: must not be blank"
-    if event.user_id is None and event.session_id is None:
-        return "user_id or session_id is required"
-    event_type = event.event_type.strip().lower()
-    if event_type not in settings.event_weights:
-        return f"event_type: unknown {event.event_type!r}, expected one of " + ", ".join(
-            sorted(settings.event_weights)
-        )
-    when = parse_event_time(event.timestamp)
-    if when is None:
-        return "timestamp: not ISO 8601"
-    if when > now + timedelta(seconds=settings.events_max_future_seconds):
-        return f"timestamp: more than {settings.events_max_future_seconds}s in the future"
-    stored = {
-        "event_id": event.event_id.strip() if event.event_id else f"srv-{uuid.uuid4().hex}",
-        "user_id": event.user_id.strip() if event.user_id else None,
-        "session_id": event.session_id.strip() if event.session_id else None,
-        "item_id": event.item_id.strip(),
-        "event_type": event_type,
-        "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "quantity": None if event.quantity is None else str(event.quantity),
-        "price": None if event.price is None else repr(event.price),
-    }
-    return {k: v for k, v in stored.items() if v is not None}
-
-
 def _event_log(request: Request, settings: Settings) -> EventLog:
-    log = getattr(request.app.state, "event_log", None)
-    if log is None:
-        log = request.app.state.event_log = open_event_log(settings)
-    return log
+    """The lifespan's event log (``app.state.event_log``), opened here if it has none yet."""
+    event_log = getattr(request.app.state, "event_log", None)
+    if event_log is None:
+        event_log = request.app.state.event_log = open_event_log(settings)
+    return event_log
+
+
+def _redis(request: Request, settings: Settings) -> Any:
+    """The app's async Redis client (the Reader's, or the store's), else one of our own."""
+    state = request.app.state
+    for name in ("reader", "store"):
+        client = getattr(getattr(state, name, None), "client", None)
+        if client is not None:
+            return client
+    client = getattr(state, "events_redis", None)
+    if client is None:
+        client = state.events_redis = connect_async(
+            settings.redis_url, RedisTimeouts.for_api(settings)
+        )
+    return client
+
+
+def _request_body_schema() -> dict[str, Any]:
+    """One event, a list of them, or {"events": [...]}: parsed by hand from the size-limited
+    body (partial acceptance needs each event validated on its own), documented here."""
+    event = EventIn.model_json_schema()
+    batch = {"type": "array", "items": event, "minItems": 1}
+    envelope = {
+        "type": "object",
+        "title": "EventsEnvelope",
+        "properties": {"events": batch},
+        "required": ["events"],
+        "additionalProperties": False,
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"anyOf": [event, batch, envelope]}}},
+        }
+    }
+
+
+def _error_doc(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    from online.schemas import ErrorResponse
+
+    doc: dict[str, Any] = {"description": description, "model": ErrorResponse}
+    if headers:
+        doc["headers"] = headers
+    return doc
+
+
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
 
 
 @router.post(
     "/v1/events",
     response_model=EventsResponse,
     status_code=202,
+    openapi_extra=_request_body_schema(),
     responses={
-        401: {"description": "No bearer token."},
-        403: {"description": "Wrong token, or writes disabled."},
-        413: {"description": "Body too large, or too many events."},
+        400: _error_doc("Not UTF-8 JSON, no events, or `events` not a list."),
+        401: _error_doc(
+            "No bearer token.",
+            {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+        ),
+        403: _error_doc("Wrong token, or writes disabled."),
+        409: {
+            "description": "Every event conflicts with another event accepted before under the "
+            "same event_id for the same user (or session): nothing stored; each rejection "
+            "carries the stored event's summary.",
+            "model": EventsResponse,
+        },
+        413: _error_doc("Body too large, or too many events."),
+        415: _error_doc("Content-Type is not JSON."),
         422: {"description": "No event was valid: per-index reasons.", "model": EventsResponse},
+        503: _error_doc(
+            "Redis or the event log failed: nothing stored, retry (same event_ids).",
+            RETRY_AFTER_HEADER,
+        ),
     },
 )
 async def post_events(request: Request) -> JSONResponse:
@@ -144,34 +166,19 @@ async def post_events(request: Request) -> JSONResponse:
     body = await _read_limited(request, settings.events_max_body_bytes)
     if body is None:
         return _error(413, f"body larger than {settings.events_max_body_bytes} bytes")
+    if not _is_json(request.headers.get("content-type")):
+        return _error(415, "Content-Type must be application/json")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _error(400, f"body is not JSON: {exc}")
-    if isinstance(payload, dict) and isinstance(payload.get("events"), list):
-        payload = payload["events"]
-    items = payload if isinstance(payload, list) else [payload]
-    if not items:
-        return _error(422, "no events")
-    if len(items) > settings.events_max_batch:
-        return _error(413, f"{len(items)} events: at most {settings.events_max_batch} per request")
-    now = datetime.now(UTC)
-    accepted: list[dict[str, str]] = []
-    rejected: list[RejectedEvent] = []
-    for index, raw in enumerate(items):
-        outcome = validate_event(raw, settings, now)
-        if isinstance(outcome, str):
-            rejected.append(RejectedEvent(index=index, reason=outcome))
-        else:
-            accepted.append(outcome)
-    if accepted:
+        items = parse_body(body, settings.events_max_batch)
         try:
-            await run_in_threadpool(_event_log(request, settings).append, accepted)
+            event_log = _event_log(request, settings)
         except OSError as exc:
-            # Nothing was acknowledged: the client must retry (same event_ids: counted once).
-            log.error("event log append failed: %s", exc)
-            return _error(503, f"event log unavailable, nothing stored; retry: {exc}")
-    response = EventsResponse(
-        accepted=len(accepted), event_ids=[e["event_id"] for e in accepted], rejected=rejected
-    )
-    return JSONResponse(response.model_dump(), status_code=202 if accepted else 422)
+            log.error("event log cannot be opened: %s", exc)
+            raise IntakeError(
+                503, f"event log unavailable, nothing stored; retry: {exc}", {"Retry-After": "1"}
+            ) from exc
+        intake = EventIntake(settings, _redis(request, settings), event_log)
+        result = await intake.ingest(items)
+    except IntakeError as exc:
+        return _error(exc.status, exc.detail, exc.headers)
+    return JSONResponse(result.response.model_dump(), status_code=result.status)

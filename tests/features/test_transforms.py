@@ -280,3 +280,48 @@ def test_silver_items_missing_or_blank_available_means_available(spark):
         "no": False,
         "zero": False,
     }
+
+
+def test_event_ids_dedupe_per_user_or_session_not_globally(spark):
+    rows = [
+        {**GOOD, "event_id": "e-1", "user_id": "alice"},
+        {**GOOD, "event_id": "e-1", "user_id": "alice", "item_id": "i9"},  # alice's retry
+        {**GOOD, "event_id": "e-1", "user_id": "bob"},  # bob's own e-1
+    ]
+    valid, id_dups = transforms.dedupe_by_event_id(split(spark, rows).valid)
+    kept = sorted(r[c.USER_KEY] for r in valid.collect())
+    assert kept == sorted([pseudonymise("alice", KEY), pseudonymise("bob", KEY)])
+    assert id_dups.count() == 1
+    # anonymous rows (the streaming job's valid events: no user_key) key on their session
+    schema = "event_id string, user_key string, session_id string, item_id string"
+    anonymous = spark.createDataFrame(
+        [("e-1", None, "s1", "a"), ("e-1", None, "s2", "b"), ("e-1", None, "s1", "c")], schema
+    )
+    unique, dups = transforms.dedupe_by_event_id(anonymous)
+    assert sorted(r["session_id"] for r in unique.collect()) == ["s1", "s2"]
+    assert dups.count() == 1
+    # a user's event and a session's event never share a key, even with equal raw ids
+    mixed = spark.createDataFrame([("e-1", "k", None, "a"), ("e-1", None, "k", "b")], schema)
+    assert transforms.dedupe_by_event_id(mixed)[0].count() == 2
+
+
+def test_silver_merges_on_user_and_event_id():
+    from features.tables import SILVER_EVENTS
+
+    assert SILVER_EVENTS.keys == (c.USER_KEY, c.EVENT_ID)
+
+
+def test_validation_limits_are_the_shared_ones(spark):
+    rows = [
+        {**GOOD, "price": "NaN"},
+        {**GOOD, "price": "Infinity"},
+        {**GOOD, "price": "1.0E10"},
+        {**GOOD, "quantity": "2147483648"},
+        {**GOOD, "timestamp": "1969-12-31T23:59:59.999Z"},
+        {**GOOD, "item_id": "ok-max", "quantity": "2147483647", "price": "1.0E9"},
+        {**GOOD, "item_id": "ok-min", "timestamp": "1970-01-01T00:00:00.000Z", "price": "5e-324"},
+    ]
+    result = split(spark, rows)
+    reasons = sorted(r[c.REASON] for r in result.quarantined.collect())
+    assert reasons == sorted(["invalid_price"] * 3 + ["invalid_quantity", "timestamp_before_min"])
+    assert sorted(r[c.ITEM_ID] for r in result.valid.collect()) == ["ok-max", "ok-min"]

@@ -1,4 +1,5 @@
-"""POST /v1/events against the real app (uvicorn) and a real landing directory."""
+"""POST /v1/events against the real app (uvicorn), real Redis and a real landing directory;
+the validator parity test also runs the Spark validation on the landed lines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
+
+pytestmark = pytest.mark.redis
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,13 +31,14 @@ def event(**overrides) -> dict:
 def landed(landing: Path) -> list[dict]:
     return [
         json.loads(line)
-        for f in sorted(landing.glob("*.jsonl"))
+        for f in sorted(landing.glob("*.jsonl"), key=lambda f: f.stat().st_mtime_ns)
         for line in f.read_text().splitlines()
     ]
 
 
 @pytest.fixture
-def api(tmp_path, redis_server, api_server_factory):
+def api(tmp_path, redis_server, redis_client, api_server_factory):
+    """The app on an empty Redis (redis_client flushes it) and an empty landing dir."""
     settings = make_settings(
         tmp_path,
         redis_server.url,
@@ -70,22 +74,45 @@ def test_accepted_event_is_on_disk_before_the_answer(api):
         "/v1/events", json=event(event_id="e-1", quantity=2, price=1.5), headers=AUTH
     )
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": 1, "event_ids": ["e-1"], "rejected": []}
+    assert response.json() == {
+        "accepted": 1,
+        "event_ids": ["e-1"],
+        "duplicates": [],
+        "rejected": [],
+    }
     (stored,) = landed(landing)  # already there when the 202 arrived
     assert stored["event_id"] == "e-1" and stored["quantity"] == "2" and stored["price"] == "1.5"
+    assert stored["timestamp"].endswith(".000Z")  # canonical UTC form
     assert not list(landing.glob(".*"))  # no temp file left behind
 
 
-def test_unwritable_event_log_is_503_not_202(tmp_path, redis_server, api_server_factory):
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the landing dir should be")
-    settings = make_settings(
-        tmp_path, redis_server.url, api_token=TOKEN, landing_dir=str(blocker / "landing")
-    )
-    server = api_server_factory(settings)
-    response = httpx.post(f"{server.url}/v1/events", json=event(), headers=AUTH, timeout=10)
+def break_dir(path: Path) -> None:
+    """Put a file where the landing dir was: the next append fails (a real OSError)."""
+    for f in path.iterdir():
+        f.unlink()
+    path.rmdir()
+    path.write_text("not a directory")
+
+
+def test_failed_append_is_503_and_releases_its_idempotency_records(api, redis_client):
+    client, landing = api
+    first = client.post("/v1/events", json=event(event_id="kept"), headers=AUTH)
+    assert first.status_code == 202
+    break_dir(landing)
+    batch = [event(event_id="kept"), event(event_id="new-1"), event(item_id="i2", event_id="n2")]
+    response = client.post("/v1/events", json=batch, headers=AUTH)
     assert response.status_code == 503, response.text
     assert "nothing stored" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "1"
+    idem = sorted(redis_client.scan_iter("*:idem:*"))
+    assert len(idem) == 1  # only the first request's record: this one's were deleted
+    landing.unlink()
+    landing.mkdir()
+    retry = client.post("/v1/events", json=batch, headers=AUTH)
+    assert retry.status_code == 202, retry.text
+    # "kept" was accepted before: a duplicate; the others are new, not false duplicates
+    assert retry.json()["duplicates"] == ["kept"]
+    assert [e["event_id"] for e in landed(landing)] == ["kept", "new-1", "n2"]
 
 
 def test_generated_ids_are_unique_and_client_ids_kept(api):
@@ -158,3 +185,221 @@ def test_limits(api):
     assert too_big.status_code == 413
     assert client.post("/v1/events", content=b"{nope", headers=AUTH).status_code == 400
     assert landed(landing) == []
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def post_raw(client: httpx.Client, body: bytes, content_type: str = "application/json"):
+    return client.post("/v1/events", content=body, headers={**AUTH, "Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "fragment"),
+    [
+        (b"[" + b" " * 1_000_000 + b"]", "text/plain", 413, "larger"),  # the limit first
+        (b"\xff\xfe{}", "application/json", 400, "UTF-8"),
+        (b"\xc3\x28", "application/json", 400, "UTF-8"),
+        (b"not json", "application/json", 400, "not JSON"),
+        (b"1" * 5000, "application/json", 400, "not JSON"),  # past Python's int digit limit
+        (b"[]", "application/json", 400, "no events"),
+        (b'{"events": 3}', "application/json", 400, "list"),
+        (b"{}", "text/plain", 415, "Content-Type"),
+        (b"{}", "application/x-www-form-urlencoded", 415, "Content-Type"),
+    ],
+)
+def test_bad_bodies_are_4xx_with_a_reason(deep_api, body, content_type, status, fragment):
+    client, landing = deep_api
+    response = post_raw(client, body, content_type)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["detail"]
+    assert landed(landing) == []
+
+
+def test_deep_nesting_is_4xx(deep_api):
+    client, landing = deep_api
+    for depth in (1000, 50_000):  # RecursionError in json.loads (a 500 before)
+        response = post_raw(client, b"[" * depth + b"]" * depth)
+        assert response.status_code == 400, (depth, response.text)
+        assert "nested too deeply" in response.json()["detail"]
+    nested_value = b'{"user_id": "u", "item_id": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    assert post_raw(client, nested_value).status_code == 400
+    shallow = post_raw(client, b"[" * 20 + b"]" * 20)  # parses: one event that is no object
+    assert shallow.status_code == 422
+    assert shallow.json()["rejected"][0]["reason"] == "not_an_object"
+    in_value = post_raw(client, b'{"user_id": "u", "item_id": ' + b"[" * 20 + b"]" * 20 + b"}")
+    assert in_value.status_code == 422
+    assert in_value.json()["rejected"][0]["reason"].startswith("item_id")
+    assert landed(landing) == []
+
+
+@pytest.fixture
+def deep_api(tmp_path, redis_server, redis_client, api_server_factory):
+    """Like ``api``, with the default body limit and 100 events per request."""
+    settings = make_settings(
+        tmp_path,
+        redis_server.url,
+        api_token=TOKEN,
+        landing_dir=str(tmp_path / "landing"),
+        events_max_batch=100,
+    )
+    server = api_server_factory(settings)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client, tmp_path / "landing"
+
+
+#: Events each rejected on its own (422 per event, a reason each), never a 500.
+HOSTILE = [
+    ('"timestamp": "0001-01-01T00:00:00+01:00"', "timestamp"),  # OverflowError in astimezone
+    ('"timestamp": "9999-12-31T23:59:59-00:01"', "timestamp"),
+    ('"timestamp": "0001-01-01T00:00:00Z"', "timestamp: before 1970"),
+    ('"price": Infinity', "price"),
+    ('"price": -Infinity', "price"),
+    ('"price": NaN', "price"),
+    ('"price": 1e400', "price"),
+    ('"price": 1e10', "price"),
+    ('"quantity": Infinity', "quantity"),
+    ('"quantity": 1e400', "quantity"),
+    ('"quantity": 2147483648', "quantity"),
+    ('"quantity": 10000000000000000000000000000000000000000', "quantity"),
+    ('"quantity": true', "quantity"),
+    ('"quantity": 2.0', "quantity"),
+    ('"quantity": "2"', "quantity"),
+    ('"price": false', "price"),
+    ('"user_id": 17850', "user_id"),
+    ('"item_id": "\\ud800"', "item_id"),  # lone surrogate
+    ('"event_id": "\\t "', "event_id: must not be blank"),
+]
+
+
+def test_hostile_events_are_rejected_each_with_a_reason_and_the_valid_one_kept(deep_api):
+    client, landing = deep_api
+    base = json.dumps(event())[1:-1]  # '"user_id": "u1", "item_id": "i1", ...'
+    objects = [json.dumps(event(event_id="ok"))]
+    for field_json, _ in HOSTILE:
+        name = field_json.split('"')[1]
+        kept = ", ".join(p for p in base.split(", ") if not p.startswith(f'"{name}"'))
+        objects.append("{" + kept + ", " + field_json + "}")
+    response = post_raw(client, ("[" + ",".join(objects) + "]").encode())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 1 and body["event_ids"] == ["ok"]
+    reasons = {r["index"]: r["reason"] for r in body["rejected"]}
+    assert sorted(reasons) == list(range(1, len(HOSTILE) + 1))
+    for index, (_, fragment) in enumerate(HOSTILE, start=1):
+        assert reasons[index].startswith(fragment), (HOSTILE[index - 1], reasons[index])
+    assert [e["event_id"] for e in landed(landing)] == ["ok"]
+    for one in objects[1:]:  # alone, each is a 422 (not a 500)
+        assert post_raw(client, one.encode()).status_code == 422, one
+
+
+def test_canonical_form_in_the_event_log(deep_api):
+    client, landing = deep_api
+    cases = {
+        "1970-01-01T00:00:00Z": "1970-01-01T00:00:00.000Z",
+        "2024-12-31T23:30:00-01:00": "2025-01-01T00:30:00.000Z",
+        "2025-01-01T00:59:59.999999+01:00": "2024-12-31T23:59:59.999Z",
+        "2024-02-29T12:00:00.5": "2024-02-29T12:00:00.500Z",
+        "2024-05-01T10:00:00z": "2024-05-01T10:00:00.000Z",
+    }
+    batch = [event(timestamp=t, item_id=f"i{n}") for n, t in enumerate(cases)]
+    batch.append(event(quantity=2**31 - 1, price=0, item_id="max"))
+    batch.append(event(price=5e-324, item_id="tiny", user_id="  ünï 🛒  "))
+    response = client.post("/v1/events", json=batch, headers=AUTH)
+    assert response.status_code == 202 and response.json()["rejected"] == [], response.text
+    stored = {e["item_id"]: e for e in landed(landing)}
+    assert [stored[f"i{n}"]["timestamp"] for n in range(len(cases))] == list(cases.values())
+    assert stored["max"]["quantity"] == "2147483647" and stored["max"]["price"] == "0.0"
+    assert stored["tiny"]["price"] == "5e-324" and stored["tiny"]["user_id"] == "ünï 🛒"
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_retry_with_the_same_payload_is_accepted_again_as_a_duplicate(api):
+    client, landing = api
+    original = event(event_id="e-1", timestamp="2024-05-01T10:00:00Z", price=2.5)
+    same_instant = {**original, "timestamp": "2024-05-01T12:00:00.000+02:00", "price": 2.50}
+    first = client.post("/v1/events", json=original, headers=AUTH)
+    retry = client.post("/v1/events", json=same_instant, headers=AUTH)
+    assert (first.status_code, retry.status_code) == (202, 202)
+    assert first.json()["duplicates"] == [] and retry.json()["duplicates"] == ["e-1"]
+    assert [e["event_id"] for e in landed(landing)] == ["e-1", "e-1"]  # downstream dedupes
+
+
+def test_other_payload_under_the_same_id_is_409_with_the_stored_summary(api):
+    client, landing = api
+    first = event(event_id="e-1", item_id="i1", timestamp="2024-05-01T10:00:00+02:00")
+    assert client.post("/v1/events", json=first, headers=AUTH).status_code == 202
+    conflict = client.post("/v1/events", json={**first, "item_id": "i2"}, headers=AUTH)
+    assert conflict.status_code == 409, conflict.text
+    (rejected,) = conflict.json()["rejected"]
+    assert rejected["index"] == 0 and "conflict" in rejected["reason"]
+    assert rejected["conflict"] == {
+        "item_id": "i1",
+        "event_type": "view",
+        "timestamp": "2024-05-01T08:00:00.000Z",
+    }
+    assert conflict.json()["accepted"] == 0
+    assert [e["item_id"] for e in landed(landing)] == ["i1"]  # nothing of it stored
+    # in a batch: the conflicting event is rejected, the others accepted (partial acceptance)
+    mixed = [{**first, "event_type": "purchase"}, event(event_id="e-2")]
+    response = client.post("/v1/events", json=mixed, headers=AUTH)
+    assert response.status_code == 202
+    assert response.json()["event_ids"] == ["e-2"]
+    assert response.json()["rejected"][0]["conflict"]["item_id"] == "i1"
+    assert [e["event_id"] for e in landed(landing)] == ["e-1", "e-2"]
+
+
+def test_the_same_id_from_another_user_or_session_is_another_event(api, redis_client):
+    client, landing = api
+    posts = [
+        event(event_id="e-1", user_id="alice", item_id="i1"),
+        event(event_id="e-1", user_id="bob", item_id="i2"),
+        event(event_id="e-1", user_id=None, session_id="s-1", item_id="i3"),
+        event(event_id="e-1", user_id=None, session_id="s-2", item_id="i4"),
+    ]
+    for body in posts:
+        response = client.post("/v1/events", json=body, headers=AUTH)
+        assert response.status_code == 202, response.text
+        assert response.json()["duplicates"] == []
+    assert [e["item_id"] for e in landed(landing)] == ["i1", "i2", "i3", "i4"]
+    keys = list(redis_client.scan_iter("*:idem:*"))
+    assert len(keys) == 4
+    assert not any("e-1" in k or "alice" in k for k in keys)  # raw ids never in key names
+    ttl = redis_client.ttl(keys[0])
+    assert 0 < ttl <= make_settings(Path("/x")).stream_dedupe_ttl_seconds
+
+
+def test_idempotency_key_matches_the_onlinestore_contract(api, redis_client):
+    from recolake.onlinestore import KeyLayout, event_token, user_subject
+    from recolake.privacy import pseudonymise
+    from tests.conftest import TEST_KEY
+
+    client, _ = api
+    assert client.post("/v1/events", json=event(event_id="e-9"), headers=AUTH).status_code == 202
+    key = TEST_KEY.encode()
+    token = event_token(user_subject(pseudonymise("u1", key)), "e-9", key)
+    settings = make_settings(Path("/x"))
+    record = json.loads(redis_client.get(KeyLayout(settings.redis_namespace).idempotency(token)))
+    assert record["item_id"] == "i1" and record["event_type"] == "view"
+    assert "u1" not in json.dumps(record)
+
+
+def test_redis_down_is_503_with_retry_after_and_nothing_stored(tmp_path, api_server_factory):
+    from tests.conftest import free_port
+
+    settings = make_settings(
+        tmp_path,
+        f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        api_token=TOKEN,
+        landing_dir=str(tmp_path / "landing"),
+    )
+    server = api_server_factory(settings)
+    response = httpx.post(
+        f"{server.url}/v1/events", json=[event(event_id="e-1"), event()], headers=AUTH, timeout=10
+    )
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert "nothing stored" in response.json()["detail"]
+    assert landed(tmp_path / "landing") == []
