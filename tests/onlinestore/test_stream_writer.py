@@ -5,6 +5,8 @@ any number of its writes and the batch is replayed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -19,8 +21,6 @@ from recolake.onlinestore import (
 from recolake.onlinestore import stream as st
 from recolake.privacy import pseudonymise
 from tests.conftest import TEST_KEY
-
-pytestmark = pytest.mark.redis
 
 KEY = TEST_KEY.encode()
 NOW = 1_800_000_000.0
@@ -88,6 +88,7 @@ BATCH0 = [
 ]
 
 
+@pytest.mark.redis
 def test_a_retried_or_empty_batch_changes_no_document(client):
     w = writer(client)
     first = w.write_batch("q", 0, BATCH0, NOW, CATEGORIES)
@@ -103,6 +104,7 @@ def test_a_retried_or_empty_batch_changes_no_document(client):
     assert trending(client) == {"i1": 3.0, "i2": 1.0, "i3": 1.0}
 
 
+@pytest.mark.redis
 def test_event_ids_are_scoped_to_their_primary_subject_and_fan_out_counts_once(client):
     w = writer(client)
     w.write_batch("q", 0, BATCH0, NOW, CATEGORIES)
@@ -127,6 +129,7 @@ def test_event_ids_are_scoped_to_their_primary_subject_and_fan_out_counts_once(c
     assert trending(client)["i2"] == 2.0
 
 
+@pytest.mark.redis
 def test_every_real_time_key_expires_and_no_raw_event_id_is_in_a_key_name(client):
     w = writer(client)
     w.write_batch("q", 0, BATCH0, NOW, CATEGORIES)
@@ -147,6 +150,7 @@ def test_every_real_time_key_expires_and_no_raw_event_id_is_in_a_key_name(client
     assert client.ttl(layout.recent(ALICE)) > TTL.user_seconds - 5
 
 
+@pytest.mark.redis
 def test_a_complete_batch_is_skipped_and_a_new_query_is_not_a_replay(client):
     w = writer(client)
     w.write_batch("q", 0, BATCH0, NOW, CATEGORIES)
@@ -203,6 +207,7 @@ def run_history(w: st.StreamWriter) -> None:
         w.write_batch("q", batch_id, rows, NOW + batch_id, CATEGORIES)
 
 
+@pytest.mark.redis
 def test_a_replay_after_a_crash_after_any_number_of_writes_applies_the_batch_once(client):
     clean = writer(client, "clean")
     run_history(clean)
@@ -227,3 +232,9 @@ def test_a_replay_after_a_crash_after_any_number_of_writes_applies_the_batch_onc
         assert not replay.replay_of_complete_batch
         assert state_of(client, ns) == expected, f"crash after {k} of {n} writes"
         assert writer(client, ns).write_batch("q", 2, VICTIM, NOW + 40).replay_of_complete_batch
+
+
+def test_the_stream_writer_imports_without_pyspark():
+    """The Spark job calls it, but it is the online-store contract's: no pyspark inside."""
+    code = "import sys, recolake.onlinestore.stream; assert 'pyspark' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
