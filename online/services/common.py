@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -38,11 +39,13 @@ def filters_of(settings: Settings, exclude: frozenset[str], category: str | None
     return Filters(exclude, category, settings.max_per_category)
 
 
-async def guarded(call: Awaitable[T]) -> T:
+async def guarded(call: Awaitable[T], deadline: float) -> T:
     """Await a Reader call; Redis faults become 503 + Retry-After (never a 500, never an
-    unbounded wait: the client's connect/socket/pool timeouts bound every command)."""
+    unbounded wait: the client's connect/socket/pool timeouts bound every command, and
+    ``deadline`` bounds the whole call, however many commands and reconnects it takes)."""
     try:
-        return await call
+        async with asyncio.timeout(deadline):
+            return await call
     except NothingPublishedError as exc:
         raise UnavailableError(str(exc), RETRY_AFTER_UNPUBLISHED) from exc
     except (TimeoutError, RedisError, OSError) as exc:

@@ -41,7 +41,9 @@ async def neighbours_of(
     """The response document of GET /v1/items/{item_id}/{similar,bought-together}; 404 for
     an item the live publication does not know."""
     kinds = kinds_of(settings, label)
-    pub, lists, catalog = await guarded(_read(reader, item_id, kinds))
+    pub, lists, catalog = await guarded(
+        _read(reader, item_id, kinds), settings.api_redis_deadline_seconds
+    )
     if not any(lists.values()) and catalog.get(item_id) is None:
         raise NotFoundError(f"item {item_id!r} is not in the published catalog")
     ranked = similar(

@@ -63,7 +63,9 @@ async def recommend(reader: Reader, settings: Settings, query: RecommendQuery) -
     subjects = [user_subject(user_key)] if user_key is not None else []
     if query.session_id is not None:
         subjects.append(session_subject(query.session_id, key))
-    snap, used, inputs = await guarded(_read(reader, settings, query, user_key, subjects))
+    snap, used, inputs = await guarded(
+        _read(reader, settings, query, user_key, subjects), settings.api_redis_deadline_seconds
+    )
     ranked = blend(
         inputs,
         weights=weights_of(settings),
