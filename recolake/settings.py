@@ -132,12 +132,6 @@ class Settings(BaseSettings):
     api_health_timeout_seconds: float = Field(
         default=0.25, gt=0, description="/healthz: deadline of its Redis PING (503 past it)."
     )
-    api_redis_deadline_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        description="API: the longest one request spends on Redis, all commands and reconnects "
-        "included; past it the answer is 503 + Retry-After.",
-    )
     realtime_user_ttl_hours: float = Field(
         default=30 * 24, gt=0, description="TTL of a user's real-time keys (refreshed by events)."
     )
