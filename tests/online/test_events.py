@@ -403,3 +403,158 @@ def test_redis_down_is_503_with_retry_after_and_nothing_stored(tmp_path, api_ser
     assert response.headers["Retry-After"] == "1"
     assert "nothing stored" in response.json()["detail"]
     assert landed(tmp_path / "landing") == []
+
+
+# --------------------------------------------------------------------------- one validator
+
+#: Edge cases posted through the real API; label -> event fields (JSON values).
+EDGE_CASES: dict[str, dict] = {
+    "epoch": {"timestamp": "1970-01-01T00:00:00Z"},
+    "before_epoch": {"timestamp": "1969-12-31T23:59:59.999Z"},
+    "y2k_eve": {"timestamp": "1999-12-31T23:59:59.999Z"},
+    "offset_crosses_year": {"timestamp": "2000-01-01T05:00:00+14:00"},
+    "negative_offset": {"timestamp": "2024-12-31T23:30:00-01:00"},
+    "leap_day_naive": {"timestamp": "2024-02-29T00:00:00"},
+    "space_separator": {"timestamp": "2024-05-01 10:00:00"},
+    "nanoseconds": {"timestamp": "2024-05-01T10:00:00.123456789Z"},
+    "year_1": {"timestamp": "0001-01-01T00:00:00Z"},
+    "year_1_offset": {"timestamp": "0001-01-01T00:00:00+01:00"},
+    "year_9999_offset": {"timestamp": "9999-12-31T23:59:59-00:01"},
+    "far_future": {"timestamp": "2999-01-01T00:00:00Z"},
+    "max_quantity": {"quantity": 2**31 - 1},
+    "quantity_overflow": {"quantity": 2**31},
+    "quantity_zero": {"quantity": 0},
+    "price_zero": {"price": 0},
+    "price_tiny": {"price": 5e-324},
+    "price_underflow": {"price": 1e-400},
+    "price_max": {"price": 1e9},
+    "price_over_max": {"price": 1e9 + 1},
+    "price_inf": {"price": float("inf")},
+    "price_nan": {"price": float("nan")},
+    "unicode_ids": {"user_id": "ünï 🛒", "item_id": "품목-1", "event_id": "é-1"},
+    "padded_ids": {"user_id": "  u1  ", "item_id": " i1 "},
+    "id_256": {"item_id": "i" * 256, "event_id": "e" * 256},
+    "id_257": {"item_id": "i" * 257},
+    "upper_type": {"event_type": " VIEW "},
+    "unknown_type": {"event_type": "wishlist"},
+    "session_only": {"user_id": None, "session_id": "s-1"},
+    "user_and_session": {"session_id": "s-2"},
+}
+#: Raw layouts Spark's parser does not read but the API accepts and rewrites canonically.
+CANONICALISED = {"nanoseconds"}
+
+
+def edge_event(label: str) -> dict:
+    body = {**event(item_id=f"item-{label}", event_id=f"id-{label}"), **EDGE_CASES[label]}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def raw_strings(body: dict) -> dict:
+    """The event as strings, the way a CSV or a lenient log would carry it to Spark."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+
+
+@pytest.mark.spark
+def test_whatever_the_api_accepts_the_jobs_accept(deep_api, spark):
+    from pyspark.sql import functions as F
+
+    from features import streaming as fs
+    from recolake.settings import DEFAULT_EVENT_WEIGHTS
+    from tests.conftest import TEST_KEY
+
+    client, landing = deep_api
+    labels = list(EDGE_CASES)
+    body = json.dumps([edge_event(label) for label in labels])  # Infinity/NaN as JS tokens
+    response = post_raw(client, body.encode())
+    assert response.status_code == 202, response.text
+    rejected = {labels[r["index"]] for r in response.json()["rejected"]}
+    accepted = [label for label in labels if label not in rejected]
+    assert len(accepted) == response.json()["accepted"] >= 15
+
+    def validate(frame):
+        bronze = fs.api_events_to_bronze(frame, datetime.now(UTC).date(), F.lit("t"))
+        return fs.validate_api_events(
+            bronze,
+            event_types=DEFAULT_EVENT_WEIGHTS,
+            key=TEST_KEY.encode(),
+            latest_allowed=datetime.now(UTC) + timedelta(seconds=300),
+        )
+
+    # 1. exactly the landed lines, read as the streaming job reads them: none quarantined
+    lines = spark.read.schema(fs.EVENT_LOG_SCHEMA).json(str(landing))
+    split_ = validate(lines)
+    quarantined = [(r["event_id"], r["reason"]) for r in split_.quarantined.collect()]
+    assert quarantined == []
+    typed = split_.valid.select(
+        "event_id",
+        F.date_format("event_time", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("ts"),
+        "quantity",
+        "price",
+    ).collect()
+    stored = {e["event_id"]: e for e in landed(landing)}
+    assert sorted(r["event_id"] for r in typed) == sorted(stored)
+    assert len(stored) == len(accepted)
+    for r in typed:  # Spark reads back what the API meant
+        e = stored[r["event_id"]]
+        assert r["ts"] == e["timestamp"]
+        assert r["quantity"] == (int(e["quantity"]) if "quantity" in e else None)
+        assert r["price"] == (float(e["price"]) if "price" in e else None)
+
+    # 2. every event Spark would quarantine (raw strings) is one the API rejected
+    from pyspark.sql import Row
+
+    raw_rows = [
+        Row(**{f: raw_strings(edge_event(label)).get(f) for f in fs.EVENT_LOG_FIELDS})
+        for label in labels
+    ]
+    raw_split = validate(spark.createDataFrame(raw_rows, fs.EVENT_LOG_SCHEMA))
+    label_of = {edge_event(label)["event_id"]: label for label in labels}
+    spark_rejects = {label_of[r["event_id"]] for r in raw_split.quarantined.collect()}
+    print(f"api rejected {sorted(rejected)}; spark rejects raw {sorted(spark_rejects)}")
+    assert spark_rejects >= {"year_1", "quantity_overflow", "price_inf", "price_over_max"}
+    assert spark_rejects - CANONICALISED <= rejected
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def documented(doc: dict, status: int) -> type:
+    """The pydantic model behind the documented body schema of POST /v1/events' status."""
+    import online.schemas
+
+    response = doc["paths"]["/v1/events"]["post"]["responses"][str(status)]
+    ref = response["content"]["application/json"]["schema"]["$ref"]
+    return getattr(online.schemas, ref.rsplit("/", 1)[-1])
+
+
+def test_every_answer_is_documented_and_matches_its_schema(api):
+    client, landing = api
+    doc = client.get("/openapi.json").json()
+    operation = doc["paths"]["/v1/events"]["post"]
+    body_schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    one, batch, envelope = body_schema["anyOf"]
+    assert one["title"] == "EventIn" and "item_id" in one["required"]
+    assert batch["type"] == "array" and batch["items"] == one
+    assert envelope["properties"]["events"] == batch
+    assert "Retry-After" in operation["responses"]["503"]["headers"]
+
+    answers = {
+        202: client.post("/v1/events", json=event(event_id="e-1"), headers=AUTH),
+        400: client.post("/v1/events", content=b"{", headers=AUTH),
+        401: client.post("/v1/events", json=event()),
+        403: client.post("/v1/events", json=event(), headers={"Authorization": "Bearer x"}),
+        409: client.post("/v1/events", json=event(event_id="e-1", item_id="i9"), headers=AUTH),
+        413: client.post("/v1/events", json=[event()] * 6, headers=AUTH),
+        415: client.post(
+            "/v1/events", content=b"{}", headers={**AUTH, "Content-Type": "text/plain"}
+        ),
+        422: client.post("/v1/events", json=event(event_type="?"), headers=AUTH),
+    }
+    break_dir(landing)  # the event log fails: 503
+    answers[503] = client.post("/v1/events", json=event(event_id="e-3"), headers=AUTH)
+    assert set(answers) <= {int(s) for s in operation["responses"]}
+    for status, response in answers.items():
+        assert response.status_code == status, (status, response.text)
+        assert response.headers["content-type"] == "application/json"
+        documented(doc, status).model_validate_json(response.content, strict=True)
+    assert answers[409].json()["rejected"][0]["conflict"]["item_id"] == "i1"
