@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JARS_STAMP := jars/.resolved-stamp
 
-.PHONY: help install jars kafka-jars redis deps demo test lint airflow-venv dist clean
+.PHONY: help install jars kafka-jars redis deps demo test test-unit lint airflow-venv dist clean
 
 help:
 	@echo "make demo   - install everything, run the nightly pipeline on the sample, serve the API"
 	@echo "make test   - install everything and run all tests"
+	@echo "make test-unit - the service-free tests only (no Spark, Redis, Kafka, Airflow): < 1 min"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -53,6 +54,11 @@ demo: deps
 test: deps airflow-venv dist kafka-jars
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The tests that need no service (markers in pyproject.toml): a developer's one-minute loop.
+UNIT_TESTS := not spark and not redis and not kafka and not airflow and not slow and not browser
+test-unit: install
+	$(BIN)/pytest -q -m "$(UNIT_TESTS)"
 
 # Airflow 3 in its own venv (it cannot share one with full pyspark: ../shared/README.md).
 AIRFLOW_VENV := .venv-airflow

@@ -42,6 +42,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.airflow
 def test_dagbag_imports_and_nightly_graph(airflow_python, tmp_path):
     started = time.perf_counter()
     result = Airflow(tmp_path).run(LOAD)
@@ -80,6 +81,7 @@ print("RESULT " + json.dumps({"state": str(run.state), "tasks": states, "seconds
 @pytest.mark.slow
 @pytest.mark.spark
 @pytest.mark.redis
+@pytest.mark.airflow
 @pytest.mark.timeout(1800)  # nine spark-submits, each a JVM start
 def test_nightly_dag_test_serves_recommendations(
     airflow_python, tmp_path, redis_server, redis_client, api_server_factory

@@ -16,6 +16,8 @@ import pytest
 from recolake.eventlog import KafkaEventLog, open_event_log
 from tests.conftest import free_port, make_settings
 
+pytestmark = pytest.mark.kafka
+
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -69,6 +71,7 @@ def kafka_settings(tmp_path, redis_url, bootstrap_servers, topic, **overrides):
     )
 
 
+@pytest.mark.redis
 def test_posted_events_land_in_the_topic_once_acknowledged(
     tmp_path, redis_server, kafka_broker, kafka_topic, kafka_api
 ):
@@ -113,32 +116,66 @@ def test_posted_events_land_in_the_topic_once_acknowledged(
     assert {stored[i]["item_id"] for i in ids[1:]} == {"i0", "i1", "i2"}
 
 
+def log_end(consumer, topic: str) -> int:
+    """Messages in the topic right now, asked of the broker (not a cached watermark)."""
+    from confluent_kafka import TopicPartition
+
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return sum(
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+        for p in partitions
+    )
+
+
 def test_concurrent_appends_each_wait_for_their_own_acks(kafka_broker, kafka_topic):
     """The API calls append from several threads at once on one producer: every call returns
-    only when its own events are acknowledged, whichever thread served the reports."""
+    only when its own events are acknowledged, whichever thread served the reports. Checked
+    while the producer is open (no close() flush to hide a missing wait): right after each
+    append returns, the broker's log already holds at least every event of every append that
+    had returned, and before close() a separate consumer reads each event exactly once."""
+    from confluent_kafka import Consumer
+
     log = KafkaEventLog(kafka_broker.bootstrap_servers, kafka_topic, timeout_seconds=10)
     threads, calls, per_call = 6, 15, 3
     failures: list[BaseException] = []
+    lock = threading.Lock()
+    returned = 0
+    shortfalls: list[tuple[int, int]] = []
 
     def worker(t: int) -> None:
+        nonlocal returned
+        probe = Consumer(
+            {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": f"probe-{t}"}
+        )
         try:
             for n in range(calls):
                 log.append([{"event_id": f"t{t}-{n}-{k}", "item_id": "i"} for k in range(per_call)])
+                with lock:
+                    returned += per_call
+                    acknowledged = returned  # every one of these appends has returned
+                in_log = log_end(probe, kafka_topic)
+                if in_log < acknowledged:
+                    shortfalls.append((acknowledged, in_log))
         except BaseException as exc:
             failures.append(exc)
+        finally:
+            probe.close()
 
     pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for thread in pool:
         thread.start()
     for thread in pool:
-        thread.join(60)
-    log.close()
-    assert failures == []
-    messages = consume_all(
-        kafka_broker.bootstrap_servers, kafka_topic, expected=threads * calls * per_call
-    )
-    keys = [m.key().decode() for m in messages]
-    assert len(keys) == threads * calls * per_call == len(set(keys))
+        thread.join(120)
+    try:
+        assert failures == []
+        assert shortfalls == [], "append returned before the broker held its events"
+        messages = consume_all(
+            kafka_broker.bootstrap_servers, kafka_topic, expected=threads * calls * per_call
+        )
+        keys = [m.key().decode() for m in messages]
+        assert len(keys) == threads * calls * per_call == len(set(keys))
+    finally:
+        log.close()
 
 
 @pytest.mark.parametrize("what", ["no broker", "no topic"])
@@ -156,6 +193,7 @@ def test_unacknowledged_events_fail_the_append(kafka_broker, what):
     log.close()
 
 
+@pytest.mark.redis
 def test_api_answers_5xx_when_kafka_does_not_acknowledge(tmp_path, redis_server, kafka_api):
     settings = kafka_settings(
         tmp_path,

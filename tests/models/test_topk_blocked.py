@@ -9,6 +9,8 @@ import pytest
 from features import columns as c
 from models.topk import top_k_blocked, top_k_from_factors
 
+pytestmark = pytest.mark.spark
+
 
 def _factors(spark, n: int, rank: int, seed: int):
     rng = random.Random(seed)
