@@ -61,12 +61,19 @@ class Indexes:
         return ranked.join(self.users, c.USER_IDX).join(self.items, c.ITEM_IDX)
 
 
-def train_als(strength: DataFrame, indexes: Indexes, params: ALSParams) -> ALSModel:
+def train_als(
+    strength: DataFrame,
+    indexes: Indexes,
+    params: ALSParams,
+    *,
+    training: DataFrame | None = None,
+) -> ALSModel:
     """Fit on (user, item, strength); strength is the implicit confidence signal.
 
     One user block and one item block per core (Spark's default is 10 x 10 whatever the
     cluster): benchmarks/als_speed.py measured the small default blocks as most of the gap
-    to the `implicit` library on 2 cores."""
+    to the `implicit` library on 2 cores. ``training``: ``strength`` already encoded
+    (:func:`encoded_training`), when several fits share it."""
     blocks = max(1, strength.sparkSession.sparkContext.defaultParallelism)
     als = ALS(
         numUserBlocks=blocks,
@@ -83,8 +90,21 @@ def train_als(strength: DataFrame, indexes: Indexes, params: ALSParams) -> ALSMo
         coldStartStrategy="drop",
         nonnegative=False,
     )
-    training = indexes.encode(strength).select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
+    if training is None:
+        training = indexes.encode(strength).select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
     return als.fit(training)
+
+
+def encoded_training(strength: DataFrame, indexes: Indexes) -> DataFrame:
+    """(user_idx, item_idx, strength), one partition per ALS block, cached: the input of
+    several fits on the same data (the tuning trials) is joined and shuffled once."""
+    blocks = max(1, strength.sparkSession.sparkContext.defaultParallelism)
+    return (
+        indexes.encode(strength)
+        .select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
+        .repartition(blocks, c.USER_IDX)
+        .cache()
+    )
 
 
 def recommend(

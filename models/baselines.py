@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features.transforms import require_columns, weight_column
+from models.indexing import global_row_number
 from models.topk import rank_within
 
 
@@ -84,8 +85,7 @@ def trending_items(
         .groupBy(col_item)
         .agg(F.countDistinct(col_user).alias(c.N_USERS), F.sum(decayed).alias(c.SCORE))
     )
-    order = Window.orderBy(F.desc(c.SCORE), F.asc(col_item))
-    return scored.withColumn(c.RANK, F.row_number().over(order).cast("int"))
+    return global_row_number(scored, [F.desc(c.SCORE), F.asc(col_item)], c.RANK)
 
 
 def user_top_categories(

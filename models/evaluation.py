@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.ml.evaluation import RankingEvaluator
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from features import columns as c
+from models.indexing import global_ntile
 
 METRICS = {
     "precision": "precisionAtK",
@@ -210,10 +211,14 @@ def beyond_accuracy(
     k: int,
     catalog: DataFrame,
     interactions: DataFrame,
+    catalog_items: int | None = None,
 ) -> dict[str, float]:
-    """Coverage, intra-list diversity (by category) and novelty at k, named like all()."""
+    """Coverage, intra-list diversity (by category) and novelty at k, named like all().
+    ``catalog_items``: the catalog's size when the caller already counted it (one count
+    for every model measured)."""
+    n_items = catalog.count() if catalog_items is None else catalog_items
     return {
-        f"coverage@{k}": catalog_coverage(recommendations, catalog.count(), k),
+        f"coverage@{k}": catalog_coverage(recommendations, n_items, k),
         f"diversity@{k}": intra_list_diversity(recommendations, catalog, k),
         f"novelty@{k}": novelty(recommendations, interactions, k),
     }
@@ -222,8 +227,8 @@ def beyond_accuracy(
 def popularity_deciles(interactions: DataFrame, buckets: int = 10) -> DataFrame:
     """(item_id, decile): items by number of training users, 1 = the most popular tenth."""
     counts = interactions.select(c.USER_KEY, c.ITEM_ID).distinct().groupBy(c.ITEM_ID).count()
-    order = Window.orderBy(F.desc("count"), F.asc(c.ITEM_ID))
-    return counts.select(c.ITEM_ID, F.ntile(buckets).over(order).alias("_decile"))
+    deciles = global_ntile(counts, [F.desc("count"), F.asc(c.ITEM_ID)], buckets, "_decile")
+    return deciles.select(c.ITEM_ID, "_decile")
 
 
 def popularity_profile(

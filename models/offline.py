@@ -32,10 +32,19 @@ MODELS = (
 )
 
 
-def als_lists(split: EvalSplit, params: ALSParams, depth: int) -> DataFrame:
-    """ALS fitted on the split's training strength, top-``depth`` for the evaluated users."""
-    indexes = Indexes.build(split.train_strength)
-    model = train_als(split.train_strength, indexes, params)
+def als_lists(
+    split: EvalSplit,
+    params: ALSParams,
+    depth: int,
+    indexes: Indexes | None = None,
+    training: DataFrame | None = None,
+) -> DataFrame:
+    """ALS fitted on the split's training strength, top-``depth`` for the evaluated users.
+
+    ``indexes``, ``training``: the split's id maps and encoded strength when several fits
+    share them (the tuning trials)."""
+    indexes = indexes or Indexes.build(split.train_strength)
+    model = train_als(split.train_strength, indexes, params, training=training)
     return recommend(model, indexes, split.users, split.train_strength, depth)
 
 
@@ -48,11 +57,15 @@ def model_lists(
     catalog: DataFrame,
     depth: int,
     models: Iterable[str] = MODELS,
+    fitted: dict[str, DataFrame] | None = None,
 ) -> dict[str, DataFrame]:
     """{model: (user_key, item_id, score, rank) with rank <= depth} for the evaluated users.
 
     Content neighbours come from the catalog only (no interactions), so the --ds table
-    leaks nothing about the hold-out; a missing table leaves the content model out."""
+    leaks nothing about the hold-out; a missing table leaves the content model out.
+    ``fitted``: lists already computed on this very split (the tuning's ALS fit), used as
+    they are instead of fitting again."""
+    fitted = fitted or {}
     wanted = list(models)
     unknown = set(wanted) - set(MODELS)
     if unknown:
@@ -61,14 +74,14 @@ def model_lists(
     strength, users = split.train_strength, split.users
     out: dict[str, DataFrame] = {}
     popularity = trending = None
-    if {"popularity", "popularity_by_category"} & set(wanted):
+    if {"popularity", "popularity_by_category"} & (set(wanted) - set(fitted)):
         popularity = transforms.item_popularity(
             split.train_events,
             as_of=cutoff,
             window_days=s.popularity_window_days,
             weights=s.event_weights,
         )
-    if {"trending", "trending_by_category"} & set(wanted):
+    if {"trending", "trending_by_category"} & (set(wanted) - set(fitted)):
         trending = trending_items(
             split.train_events,
             cutoff,
@@ -77,7 +90,9 @@ def model_lists(
             s.event_weights,
         )
     for name in wanted:
-        if name == "als":
+        if name in fitted:
+            out[name] = fitted[name]
+        elif name == "als":
             out[name] = als_lists(split, als_params, depth)
         elif name == "item_cf":
             kinds = history_and_basket_neighbours(
