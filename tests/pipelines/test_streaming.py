@@ -1,6 +1,6 @@
 """The streaming job: pure merges, the Spark transforms on tiny frames, and one real run as a
-subprocess (API -> landing dir -> Spark -> Redis + bronze) that is SIGKILLed mid-stream and
-restarted from its checkpoint."""
+subprocess (API -> landing dir -> Spark -> Redis + bronze) that kills itself (SIGKILL, fault
+injection) inside a batch and is restarted from its checkpoint: every counter exact."""
 
 from __future__ import annotations
 
@@ -20,14 +20,23 @@ from pyspark.sql import functions as F
 from features import columns as c
 from features import streaming as fs
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS
+from recolake import onlinestore
 from recolake.eventlog import LocalEventLog
-from recolake.privacy import pseudonymise, session_subject
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout, user_subject
+from recolake.privacy import pseudonymise
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
 
 KEY = TEST_KEY.encode()
-LAYOUT = RedisLayout("recolake")
+LAYOUT = KeyLayout("recolake")
+
+
+def session_subject(session_id: str) -> str:
+    return onlinestore.session_subject(session_id, KEY)
+
+
+def user(user_id: str) -> str:
+    return user_subject(pseudonymise(user_id, KEY))
 
 
 def ev(event_id: str, item: str, ts: float, category: str | None = "c", weight: float = 1.0):
@@ -79,6 +88,7 @@ def test_merge_trending_slides_the_window():
 # --------------------------------------------------------------------------- Spark transforms
 
 
+@pytest.mark.spark
 def test_api_events_validated_and_fanned_out_to_subjects(spark):
     rows = [
         ("e1", "alice", "i1", "view", "2024-05-01T10:00:00.000Z", "s1", None, None),
@@ -96,18 +106,21 @@ def test_api_events_validated_and_fanned_out_to_subjects(spark):
     assert reasons == {"e3": "unknown_event_type", "e4": "missing_user_id"}
     QUARANTINE_EVENTS.conform(split.quarantined)
     out = fs.realtime_events(split.valid, key=KEY, weights={"view": 1.0, "purchase": 5.0})
-    got = sorted((r[fs.SUBJECT], r[c.EVENT_ID], r[fs.WEIGHT]) for r in out.collect())
+    got = sorted((r[fs.SUBJECT], r[fs.PRIMARY], r[c.EVENT_ID], r[fs.WEIGHT]) for r in out.collect())
+    # Prefixed subjects, the session hmac the Python side computes, and the primary subject
+    # (user if known, else session) that scopes the event id.
     assert got == sorted(
         [
-            (pseudonymise("alice", KEY), "e1", 1.0),
-            (session_subject("s1", KEY), "e1", 1.0),
-            (session_subject("s2", KEY), "e2", 5.0),  # anonymous: session subject only
+            (user("alice"), user("alice"), "e1", 1.0),
+            (session_subject("s1"), user("alice"), "e1", 1.0),
+            (session_subject("s2"), session_subject("s2"), "e2", 5.0),  # anonymous
         ]
     )
     ts = {r[c.EVENT_ID]: r[fs.TS] for r in out.collect()}
     assert ts["e1"] == datetime(2024, 5, 1, 10, tzinfo=UTC).timestamp()
 
 
+@pytest.mark.spark
 def test_stream_side_validation_uses_the_batch_clock(spark):
     """On the stream the latest allowed time is a Column on the query's clock (planned once,
     evaluated per micro-batch), not a datetime fixed when the plan was built."""
@@ -193,6 +206,18 @@ def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+KILL_ITEMS, KILL_FILES, KILL_PER_FILE = 10, 24, 10
+KILL_TYPES = ("view", "add_to_cart", "purchase")
+#: Kill the job after this many Redis writes of its first batch (4 files of 10 events for one
+#: user and 3 sessions: 40 seen markers, 8 documents, 2 trending keys): after the seen markers
+#: and the first documents, i.e. inside the batch, with some documents merged and some not.
+KILL_AFTER_WRITES = 43
+
+
+def kill_category(i: int) -> str:
+    return f"cat-{i % 4}"
+
+
 @pytest.fixture
 def stream_env(tmp_path, redis_server, spark):
     settings = make_settings(
@@ -204,7 +229,14 @@ def stream_env(tmp_path, redis_server, spark):
         recent_n=500,
     )
     catalog = spark.createDataFrame(
-        [(date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True)], GOLD_ITEM_CATALOG.schema
+        [
+            (date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True),
+            *(
+                (date(2024, 1, 1), f"item-{i}", f"Item {i}", kill_category(i), 1.0, True)
+                for i in range(KILL_ITEMS)
+            ),
+        ],
+        GOLD_ITEM_CATALOG.schema,
     )
     GOLD_ITEM_CATALOG.overwrite(catalog, settings)
     env = {
@@ -217,6 +249,8 @@ def stream_env(tmp_path, redis_server, spark):
         "RECOLAKE_STREAM_MAX_FILES_PER_TRIGGER": "4",
         "RECOLAKE_STREAM_LAKE_TRIGGER_SECONDS": "1",
         "RECOLAKE_RECENT_N": "500",
+        # No decay worth the name: affinity scores are sums of weights, so a double count shows.
+        "RECOLAKE_AFFINITY_HALF_LIFE_HOURS": "1e9",
         "RECOLAKE_SPARK_DRIVER_MEMORY": "1g",
         "RECOLAKE_SPARK_SHUFFLE_PARTITIONS": "2",
     }
@@ -225,6 +259,14 @@ def stream_env(tmp_path, redis_server, spark):
     job.stop()
 
 
+def doc(redis_client, key: str):
+    payload = redis_client.get(key)
+    return json.loads(payload) if payload else None
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.redis
 def test_api_to_redis_and_bronze_exactly_once_across_sigkill(
     stream_env, spark, redis_client, api_server_factory
 ):
@@ -244,13 +286,13 @@ def test_api_to_redis_and_bronze_exactly_once_across_sigkill(
     }
     headers = {"Authorization": "Bearer tok"}
     assert httpx.post(f"{api.url}/v1/events", json=event, headers=headers).status_code == 202
-    alice = pseudonymise("alice", KEY)
+    alice = user("alice")
     wait_for(lambda: recent_ids(redis_client, alice) == ["first"], job)
-    assert recent_ids(redis_client, session_subject("sess", KEY)) == ["first"]
-    affinity = json.loads(redis_client.get(LAYOUT.affinity(alice)))
+    assert recent_ids(redis_client, session_subject("sess")) == ["first"]
+    affinity = doc(redis_client, LAYOUT.affinity(alice))
     assert affinity["categories"] == {"shoes": pytest.approx(3.0, rel=1e-3)}
     assert affinity["session_categories"] == {"shoes": 1}
-    assert json.loads(redis_client.get(LAYOUT.trending))[0][0] == "shoe-1"
+    assert doc(redis_client, LAYOUT.trending) == [["shoe-1", 3.0]]
 
     # Freshness once warm: POST returned -> item in the user's recent list.
     delays = []
@@ -258,56 +300,107 @@ def test_api_to_redis_and_bronze_exactly_once_across_sigkill(
         fresh = {**event, "event_id": f"fresh-{n}", "user_id": f"fresh-user-{n}"}
         assert httpx.post(f"{api.url}/v1/events", json=fresh, headers=headers).status_code == 202
         posted = time.perf_counter()
-        subject = pseudonymise(f"fresh-user-{n}", KEY)
+        subject = user(f"fresh-user-{n}")
         wait_for(lambda s=subject: recent_ids(redis_client, s), job, timeout=60)
         delays.append(time.perf_counter() - posted)
     print(f"POST -> redis recent: {[round(d, 3) for d in delays]} s")
+    # fresh-n reuse the session "sess" but are other users' events: counted, each once.
+    assert doc(redis_client, LAYOUT.trending) == [["shoe-1", 18.0]]
 
-    # 2. A client retry (same event_id, later file) is counted once downstream.
+    # 2. A client retry (same event_id, later file), alone in its batch, changes nothing; the
+    # same event_id from another user is another event.
     log = LocalEventLog(settings.landing_dir)
-    log.append([event])
+    before = {k: redis_client.get(k) for k in redis_client.keys(f"{LAYOUT.namespace}:rt:*")}
+    retry = log.append([event])
+    wait_for(lambda: retry.name in sup_committed(settings), job)
+    after = {k: redis_client.get(k) for k in redis_client.keys(f"{LAYOUT.namespace}:rt:*")}
+    assert {k: v for k, v in after.items() if ":rt:batch:" not in k} == {
+        k: v for k, v in before.items() if ":rt:batch:" not in k
+    }  # trending too (it was rebuilt from empty: one retry wiped it for every visitor)
+    log.append([{**event, "user_id": "bob", "session_id": None}])
     log.append([{**event, "event_id": "after-retry", "timestamp": iso(now + timedelta(seconds=1))}])
     wait_for(lambda: "after-retry" in recent_ids(redis_client, alice), job)
     assert recent_ids(redis_client, alice) == ["after-retry", "first"]
-    affinity = json.loads(redis_client.get(LAYOUT.affinity(alice)))
+    assert recent_ids(redis_client, user("bob")) == ["first"]
+    affinity = doc(redis_client, LAYOUT.affinity(alice))
     assert affinity["session_categories"] == {"shoes": 2}  # not 3: the retry counted once
+    trending_before_kill = dict(doc(redis_client, LAYOUT.trending))
+    assert trending_before_kill == {"shoe-1": 24.0}  # 8 distinct events x add_to_cart (3)
 
-    # 3. SIGKILL mid-stream, restart from the checkpoint: nothing lost, nothing twice.
-    files, per_file = 24, 10
-    expected = []
-    for f in range(files):
-        batch = [
-            {
-                "event_id": f"k{f:02d}-{i}",
-                "user_id": "kill",
-                "item_id": f"item-{i}",
-                "event_type": "view",
-                "timestamp": iso(now + timedelta(seconds=2 + f)),
-            }
-            for i in range(per_file)
-        ]
+    # 3. The job dies (SIGKILL, from the fault setting) inside a batch; restarted without it
+    # from the checkpoint: nothing lost, nothing counted twice.
+    job.stop()
+    weights = settings.event_weights
+    expected_ids = []
+    trending = dict(trending_before_kill)
+    items: dict[str, float] = {}
+    session_counts: dict[str, dict[str, int]] = {}
+    for f in range(KILL_FILES):
+        batch = []
+        for i in range(KILL_PER_FILE):
+            kind = KILL_TYPES[(f + i) % 3]
+            batch.append(
+                {
+                    "event_id": f"k{f:02d}-{i}",
+                    "user_id": "kill",
+                    "session_id": f"ks-{i % 3}",
+                    "item_id": f"item-{i}",
+                    "event_type": kind,
+                    "timestamp": iso(now + timedelta(seconds=2 + f)),
+                }
+            )
+            trending[f"item-{i}"] = trending.get(f"item-{i}", 0.0) + weights[kind]
+            items[f"item-{i}"] = items.get(f"item-{i}", 0.0) + weights[kind]
+            for who in ("kill", f"ks-{i % 3}"):
+                counts = session_counts.setdefault(who, {})
+                counts[kill_category(i)] = counts.get(kill_category(i), 0) + 1
         log.append(batch)
-        expected += [e["event_id"] for e in batch]
-    kill = pseudonymise("kill", KEY)
-    wait_for(lambda: recent_ids(redis_client, kill), job)  # some batches done, not all
-    assert len(recent_ids(redis_client, kill)) < len(expected)
-    job.kill()
-    restarted = time.perf_counter()
-    before = len(recent_ids(redis_client, kill))
+        expected_ids += [e["event_id"] for e in batch]
+    kill = user("kill")
+    job.env = {**job.env, "RECOLAKE_STREAM_FAULT_KILL_AFTER_WRITES": str(KILL_AFTER_WRITES)}
     job.start()
-    wait_for(lambda: len(recent_ids(redis_client, kill)) > before, job)
-    print(f"restart -> next batch in Redis: {time.perf_counter() - restarted:.1f} s")
-    wait_for(lambda: len(recent_ids(redis_client, kill)) >= len(expected), job)
+    assert job.process is not None
+    assert job.process.wait(240) == -signal.SIGKILL, job.log.read_text()[-3000:]
+    # It died inside its first batch: some documents merged, the batch not complete.
+    sessions = [session_subject(f"ks-{j}") for j in range(3)]
+    merged = [s for s in (kill, *sessions) if redis_client.exists(LAYOUT.affinity(s))]
+    assert 0 < len(merged) < 4, merged
+    job.env = {k: v for k, v in job.env.items() if k != "RECOLAKE_STREAM_FAULT_KILL_AFTER_WRITES"}
+    restarted = time.perf_counter()
+    job.start()
+    wait_for(lambda: len(recent_ids(redis_client, kill)) >= len(expected_ids), job)
+    took = time.perf_counter() - restarted
+    print(f"restart -> all {len(expected_ids)} events in Redis: {took:.1f} s")
     got = recent_ids(redis_client, kill)
-    assert sorted(got) == sorted(expected) and len(got) == len(set(got))
+    assert sorted(got) == sorted(expected_ids) and len(got) == len(set(got))
+    # The counters a replay would double (or a lost write would short).
+    wait_for(lambda: dict(doc(redis_client, LAYOUT.trending)) == trending, job, timeout=30)
+    affinity = doc(redis_client, LAYOUT.affinity(kill))
+    assert affinity["items"] == pytest.approx(items, rel=1e-6)
+    assert affinity["session_categories"] == session_counts["kill"]
+    for j, subject in enumerate(sessions):
+        assert (
+            doc(redis_client, LAYOUT.affinity(subject))["session_categories"]
+            == (session_counts[f"ks-{j}"])
+        )
+        assert len(recent_ids(redis_client, subject)) == len(
+            [e for e in expected_ids if int(e.split("-")[1]) % 3 == j]
+        )
 
-    posted = ["first", *(f"fresh-{n}" for n in range(5)), "after-retry", *expected]
+    posted = ["first", *(f"fresh-{n}" for n in range(5)), "after-retry", *expected_ids]
     bronze = BRONZE_EVENTS.read(spark, settings).where(F.col(c.SOURCE_FORMAT) == "api")
     deadline = time.monotonic() + 120  # the lake query runs on its own trigger
-    while bronze.count() < len(posted) + 1 and time.monotonic() < deadline:
+    while bronze.count() < len(posted) + 2 and time.monotonic() < deadline:
         time.sleep(1)
     job.stop()
     counts = {r[c.EVENT_ID]: r["count"] for r in bronze.groupBy(c.EVENT_ID).count().collect()}
     assert sorted(counts) == sorted(posted)
-    assert counts["first"] == 2  # bronze keeps the raw retry; silver dedupes by event_id
+    assert counts["first"] == 3  # bronze keeps the raw retry and bob's; silver dedupes
     assert all(n == 1 for e, n in counts.items() if e != "first")
+
+
+def sup_committed(settings) -> set[str]:
+    """Landed files the Redis query has committed (the supervisor's reading of its checkpoint)."""
+    from recolake.stream_supervisor import committed_files
+
+    return committed_files(Path(settings.stream_checkpoint_dir) / "redis")
