@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from features import columns as c
 from features import streaming as fs
@@ -144,6 +145,44 @@ def test_stream_side_validation_uses_the_batch_clock(spark):
     assert reasons == {"ok": None, "soon": None, "late": "timestamp_after_ds", "anon": None}
     keys = {r[c.EVENT_ID]: r[c.USER_KEY] for r in annotated.collect()}
     assert keys["anon"] is None and keys["ok"] == pseudonymise("alice", KEY)
+
+
+@pytest.mark.spark
+@pytest.mark.redis
+def test_the_redis_query_writes_through_the_stream_writer_on_a_cluster_too(
+    spark, store_url, tmp_path
+):
+    """The Redis query's whole Spark side (validation, fan-out, collect, StreamWriter) on a
+    static frame, against a single node and a 3-master Cluster (no cross-slot MULTI)."""
+    from pipelines.streaming import SOURCE_FILE_COL, RedisWriter
+
+    settings = make_settings(tmp_path, store_url, stream_checkpoint_dir=str(tmp_path / "ckpt"))
+    checkpoint = tmp_path / "ckpt" / "redis"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "metadata").write_text('{"id":"query-1"}')
+    now = datetime.now(UTC)
+    rows = [
+        ("e1", "alice", "i1", "purchase", iso(now), "s1", None, None, "f1"),
+        ("e1", "bob", "i1", "view", iso(now), None, None, None, "f1"),  # bob's own e1
+        ("e2", None, "i2", "view", iso(now), "s2", None, None, "f1"),
+        ("e3", "carol", "i2", "teleport", iso(now), None, None, None, "f1"),  # invalid
+    ]
+    source = T.StructField(SOURCE_FILE_COL, T.StringType())
+    schema = T.StructType([*fs.EVENT_LOG_SCHEMA.fields, source])
+    writer = RedisWriter(spark, settings, str(checkpoint))
+    try:
+        batch = writer.prepare(spark.createDataFrame(rows, schema))
+        writer(batch, 0)
+        writer(batch, 0)  # a replay of the complete batch
+        writer(writer.prepare(spark.createDataFrame(rows[1:2], schema)), 1)  # a retry
+        client = writer.redis
+        assert json.loads(client.get(LAYOUT.trending)) == [["i1", 6.0], ["i2", 1.0]]
+        assert recent_ids(client, user("alice")) == recent_ids(client, user("bob")) == ["e1"]
+        assert recent_ids(client, session_subject("s1")) == ["e1"]
+        assert recent_ids(client, session_subject("s2")) == ["e2"]
+        assert recent_ids(client, user("carol")) == []
+    finally:
+        writer.redis.close()
 
 
 # --------------------------------------------------------------------------- the real job
