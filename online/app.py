@@ -69,6 +69,33 @@ def _open_event_log(settings: Settings):
         return UnavailableEventLog(exc)
 
 
+def _without_null_query_params(schema: dict) -> dict:
+    """A query parameter is absent or a string: never JSON null. FastAPI documents an
+    optional ``str | None`` parameter as ``anyOf: [string, null]``, which tells clients (and
+    fuzzers) that null is a value to send; document the type alone (optional = not required)."""
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            for param in op.get("parameters", ()):
+                inner = param.get("schema", {})
+                variants = inner.get("anyOf")
+                if param.get("in") != "query" or not variants:
+                    continue
+                kept = [v for v in variants if v.get("type") != "null"]
+                if len(kept) == 1 and len(kept) < len(variants):
+                    extra = {k: v for k, v in inner.items() if k != "anyOf"}
+                    param["schema"] = {**kept[0], **extra}
+    return schema
+
+
+def _openapi(app: FastAPI):
+    def build() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = _without_null_query_params(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    return build
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.require_pseudonymisation_key()  # fail at start-up, not on the first request
@@ -104,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Real-time recommendations for online shops.",
         lifespan=lifespan,
     )
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

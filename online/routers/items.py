@@ -15,6 +15,7 @@ from online.routers.params import (
     Exclude,
     ItemId,
     K,
+    SingleValued,
     parse_exclude,
 )
 from online.schemas import SimilarItemsResponse
@@ -23,7 +24,7 @@ from online.services.items import neighbours_of
 router = APIRouter(
     prefix="/v1/items",
     tags=["items"],
-    dependencies=[ReadAuth],
+    dependencies=[ReadAuth, SingleValued],
     responses={**READ_ERRORS, **NOT_FOUND},
 )
 

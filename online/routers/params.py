@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Path, Query, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 
 from online.schemas import ErrorResponse
 
@@ -39,6 +39,26 @@ def parse_exclude(values: list[str] | None) -> frozenset[str]:
         )
     return items
 
+
+#: Query parameters that take one value (``exclude`` is the only list).
+SCALAR_QUERY = ("k", "category", "session_id", "user_id")
+
+
+async def _single_valued(request: Request) -> None:
+    """A scalar parameter given twice is ambiguous (which one counts?): 422, not "the last
+    one wins" silently."""
+    if "&" not in request.url.query:  # one parameter at most: nothing can repeat
+        return
+    params = request.query_params
+    for name in SCALAR_QUERY:
+        if len(params.getlist(name)) > 1:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"query parameter {name!r} given more than once",
+            )
+
+
+SingleValued = Depends(_single_valued)
 
 _RETRY_AFTER = {
     "Retry-After": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep
 from online.routers.params import (
@@ -19,13 +19,17 @@ from online.routers.params import (
     Category,
     Exclude,
     K,
+    SingleValued,
     parse_exclude,
 )
 from online.schemas import RecommendationsResponse
 from online.services.recommend import RecommendQuery, recommend
 
 router = APIRouter(
-    prefix="/v1", tags=["recommendations"], dependencies=[ReadAuth], responses=READ_ERRORS
+    prefix="/v1",
+    tags=["recommendations"],
+    dependencies=[ReadAuth, SingleValued],
+    responses=READ_ERRORS,
 )
 
 UserId = Annotated[
@@ -74,10 +78,7 @@ async def visitor_recommendations(
     exclude: Exclude = None,
     category: Category = None,
 ) -> Response:
-    """An anonymous visitor's blend, by ``session_id`` (and optionally ``user_id``)."""
-    if session_id is None and user_id is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give session_id or user_id (or both)"
-        )
+    """An anonymous visitor's blend, by ``session_id`` (and optionally ``user_id``). With
+    neither, the cold-start list every new visitor gets (trending, then popular)."""
     query = RecommendQuery(user_id, session_id, k, parse_exclude(exclude), category)
     return _json(await recommend(reader, settings, query))

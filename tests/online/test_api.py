@@ -118,11 +118,30 @@ def test_diversity_caps_items_per_category(redis_server, published, api_server_f
     assert [i["item_id"] for i in body["items"]] == ["i1", "p1"]
 
 
-def test_visitor_route_needs_an_id(published, api_server_factory):
+def test_visitor_route_without_ids_gets_the_cold_start_list(
+    published, api_server_factory, redis_client
+):
     api = api_server_factory(published)
-    response = httpx.get(f"{api.url}/v1/recommendations")
+    redis_client.set(RedisLayout("recolake").trending, json.dumps([["p3", 5.0]]))
+    body = httpx.get(f"{api.url}/v1/recommendations", params={"k": 3}).json()
+    assert body["user_id"] is None and body["session_id"] is None and body["recent"] == []
+    assert [(i["item_id"], i["source"]) for i in body["items"]] == [
+        ("p3", "trending"),
+        ("p1", "popular"),
+        ("p2", "popular"),
+    ]
+
+
+def test_a_repeated_scalar_parameter_is_422(published, api_server_factory):
+    api = api_server_factory(published)
+    response = httpx.get(
+        f"{api.url}/v1/recommendations/alice", params=[("category", "home"), ("category", "x")]
+    )
     assert response.status_code == 422
-    assert "session_id" in response.json()["detail"]
+    assert response.json() == {"detail": "query parameter 'category' given more than once"}
+    # exclude is the list parameter: repeating it is the documented way
+    ok = httpx.get(f"{api.url}/v1/items/shoe/similar", params=[("exclude", "a"), ("exclude", "b")])
+    assert ok.status_code == 200
 
 
 def test_unknown_user_gets_popular(published, api_server_factory):
