@@ -1,19 +1,24 @@
 """The nightly pipeline on a real standalone Spark cluster (master + worker on 127.0.0.1, started
-with the pyspark package's sbin/spark-daemon.sh) equals the local[2] run on the same input."""
+with the pyspark package's sbin/spark-daemon.sh) equals the local[2] run on the same input: the
+same row counts, and the same published lists (popular, neighbours, catalog item for item; ALS
+within ALS_SCORE_TOLERANCE)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import NEIGHBOUR_KINDS, KeyLayout
+from recolake.onlinestore.codecs import decode_items
 from recolake.settings import PROJECT_ROOT
 from tests.airflow.conftest import MAIN_BIN, build_dist, recolake_env, sample_slice
 from tests.conftest import free_port
@@ -150,15 +155,68 @@ def run_nightly(
     return proc.stdout, seconds
 
 
-def published(client: redis.Redis, namespace: str) -> dict[str, list[str]]:
-    layout = RedisLayout(namespace)
+@dataclass
+class Publication:
+    """Everything a live publication serves, decoded (not its stored bytes)."""
+
+    users: dict[str, list[tuple[str, float]]]
+    popular: list[tuple[str, float]]
+    catalog: dict[str, dict]
+    neighbours: dict[str, dict[str, list[tuple[str, float]]]]
+
+
+def published(client: redis.Redis, namespace: str) -> Publication:
+    layout = KeyLayout(namespace)
     version = client.get(layout.live)
     assert version, f"nothing published in {namespace}"
     buckets = int(client.hget(layout.meta(version), "buckets"))
-    users: dict[str, list[str]] = {}
-    for b in range(buckets):
-        users.update(client.hgetall(layout.recs(version, b)))
-    return users
+
+    def merged(key_of) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for b in range(buckets):
+            out.update(client.hgetall(key_of(b)))
+        return out
+
+    return Publication(
+        users={u: decode_items(v) for u, v in merged(lambda b: layout.recs(version, b)).items()},
+        popular=decode_items(client.get(layout.popular(version))),
+        catalog={i: json.loads(v) for i, v in merged(lambda b: layout.items(version, b)).items()},
+        neighbours={
+            kind: {
+                i: decode_items(v)
+                for i, v in merged(lambda b, k=kind: layout.neighbours(version, k, b)).items()
+            }
+            for kind in NEIGHBOUR_KINDS
+        },
+    )
+
+
+#: ALS on another deployment may sum in another order: scores may move by this much, and two
+#: items may trade places only when their scores are this close.
+ALS_SCORE_TOLERANCE = 1e-3
+#: Deterministic lists (popular, neighbours) are compared item for item; scores only through
+#: the codec's 6-decimal rounding.
+EXACT_SCORE = 1e-6
+
+
+def als_differences(
+    local: list[tuple[str, float]], cluster: list[tuple[str, float]]
+) -> tuple[list[str], float]:
+    """Violations of the ALS tolerance in one user's list, and the largest score difference."""
+    problems, largest = [], 0.0
+    if len(local) != len(cluster):
+        return [f"lengths {len(local)} != {len(cluster)}"], float("inf")
+    for pos, ((li, ls), (ci, cs)) in enumerate(zip(local, cluster, strict=True)):
+        largest = max(largest, abs(ls - cs))
+        if abs(ls - cs) > ALS_SCORE_TOLERANCE:
+            what = "score" if li == ci else "other item, not a near-tie:"
+            problems.append(f"#{pos}: {what} {li} ({ls}) vs {ci} ({cs})")
+    return problems, largest
+
+
+def assert_same_ranked(name: str, local: list, cluster: list) -> None:
+    assert [i for i, _ in local] == [i for i, _ in cluster], name
+    assert [s for _, s in local] == pytest.approx([s for _, s in cluster], abs=EXACT_SCORE), name
 
 
 def metric(report: str, model: str, name: str) -> float:
@@ -167,6 +225,7 @@ def metric(report: str, model: str, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.timeout(3600)  # two whole nightlies (about 6 min on an idle machine)
 def test_standalone_cluster_equals_local(standalone_master, tmp_path, redis_server):
     build_dist()
     events = sample_slice(tmp_path / "slice.csv.gz", modulo=16)
@@ -187,9 +246,27 @@ def test_standalone_cluster_equals_local(standalone_master, tmp_path, redis_serv
 
     assert counts(local_out) and counts(local_out) == counts(cluster_out)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    local_users, cluster_users = published(client, "loc"), published(client, "clu")
-    assert local_users and set(local_users) == set(cluster_users)
-    assert {len(v) for v in local_users.values()} == {len(v) for v in cluster_users.values()}
+    local, cluster = published(client, "loc"), published(client, "clu")
+    # Deterministic models: the same lists, item for item, in the same order.
+    assert local.popular and local.catalog
+    assert_same_ranked("popular", local.popular, cluster.popular)
+    assert local.catalog == cluster.catalog
+    assert set(local.neighbours) == set(cluster.neighbours)
+    assert any(local.neighbours.values()), "no neighbours published: nothing compared"
+    for kind, lists in local.neighbours.items():
+        assert set(lists) == set(cluster.neighbours[kind]), kind
+        for item, ranked in lists.items():
+            assert_same_ranked(f"{kind} {item}", ranked, cluster.neighbours[kind][item])
+    # ALS: the same users, each list the same items in the same order within the tolerance.
+    assert local.users and set(local.users) == set(cluster.users)
+    largest, problems = 0.0, {}
+    for user, ranked in local.users.items():
+        found, diff = als_differences(ranked, cluster.users[user])
+        largest = max(largest, diff)
+        if found:
+            problems[user] = found
+    print(f"ALS lists: {len(local.users)} users, largest score difference {largest:.2e}")
+    assert not problems, dict(list(problems.items())[:5])
     # Deterministic given the same data: the evaluated users and the popularity baseline.
     evaluated = [line for line in local_out.splitlines() if line.startswith("evaluated users")]
     assert evaluated and evaluated[0] in cluster_out
