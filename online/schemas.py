@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from recolake.validation import (
+    ID_PATTERN,
     MAX_EVENT_TYPE_LENGTH,
     MAX_ID_LENGTH,
     MAX_PRICE,
     MAX_QUANTITY,
     MAX_TIMESTAMP_LENGTH,
+    TIMESTAMP_PATTERN,
 )
 
 Source = Literal["als", "co_view", "bought_together", "content", "trending", "popular"]
@@ -85,29 +87,52 @@ class HealthResponse(BaseModel):
 # --- event intake (online/routers/events.py) ---------------------------------------------
 
 
+def _integral(value: object) -> object:
+    """2.0 is an integer in JSON Schema: accept integral floats as ints (never booleans)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class EventIn(BaseModel):
     """One event in the generic schema. ``user_id`` or ``session_id`` (anonymous visitor) is
     required; ``event_id`` is the client's idempotency key per user (or session): generated
     when absent. The rules beyond types (known event types, time range, blank ids) are
     recolake.validation's, shared with the Spark jobs."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "anyOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
+            ]
+        },
+    }
 
-    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True)
-    user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True)
-    session_id: str | None = Field(
-        default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True
     )
-    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True)
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True
+    )
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True
+    )
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True)
     event_type: str = Field(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH, strict=True)
     timestamp: str = Field(
         min_length=1,
         max_length=MAX_TIMESTAMP_LENGTH,
+        pattern=TIMESTAMP_PATTERN,
         strict=True,
-        description="ISO 8601; without an offset it is UTC. Stored as UTC "
-        "YYYY-MM-DDTHH:MM:SS.mmmZ.",
+        description="ISO 8601 date and time (seconds, fraction and offset optional; no offset "
+        "= UTC), from events_min_timestamp (1970-01-01) to events_max_future_seconds ahead. "
+        "Stored as UTC YYYY-MM-DDTHH:MM:SS.mmmZ.",
     )
-    quantity: int | None = Field(default=None, ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: Annotated[int | None, BeforeValidator(_integral)] = Field(
+        default=None, ge=1, le=MAX_QUANTITY, strict=True
+    )
     price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
 
 

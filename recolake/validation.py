@@ -42,6 +42,23 @@ CANONICAL_TIMESTAMP_LAYOUT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 
 ID_FIELDS = ("event_id", "user_id", "session_id", "item_id")
 
+#: Python's whitespace (str.isspace, what str.strip removes), as a regex class body; the
+#: same in Python, pydantic's Rust regex and JSON Schema's ECMA regex.
+_WHITESPACE = (
+    r"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000"
+)
+#: An id holds at least one non-whitespace character (JSON Schema patterns search).
+ID_PATTERN = f"[^{_WHITESPACE}]"
+#: The timestamp syntax the API accepts (ISO 8601 date and time, optional seconds, fraction
+#: and offset; space or T; years 1970..2099). The range (events_min_timestamp..now +
+#: events_max_future_seconds) is checked after parsing.
+TIMESTAMP_PATTERN = (
+    r"^(19[7-9][0-9]|20[0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]{1,9})?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+
 
 class InvalidEventError(ValueError):
     """An event the rules reject; the message is the reason the client gets."""

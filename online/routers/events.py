@@ -13,19 +13,50 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from online.schemas import EventIn, EventsResponse
 from online.services.events import EventIntake, IntakeError, parse_body
 from recolake.eventlog import EventLog, open_event_log
 from recolake.onlinestore import RedisTimeouts, connect_async
-from recolake.settings import Settings
+from recolake.settings import DEFAULT_EVENT_WEIGHTS, Settings
 
 log = logging.getLogger("recolake.events")
-router = APIRouter(tags=["events"])
+
+
+@asynccontextmanager
+async def _document_event_types(app: FastAPI) -> AsyncIterator[None]:
+    """Document this app's event types (settings.event_weights) in the request body schema.
+    Routes are shared by every app that includes the router, so the app's own document is
+    patched (this runs after the app's lifespan has put the settings on app.state)."""
+    settings = getattr(app.state, "settings", None)
+    if settings is not None and not getattr(app.state, "events_documented", False):
+        app.state.events_documented = True
+        generate, types = app.openapi, sorted(settings.event_weights)
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                _set_event_types(generate(), types)
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+        app.openapi_schema = None
+    yield
+
+
+def _set_event_types(document: dict[str, Any], types: list[str]) -> None:
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]
+    one, batch, envelope = body["content"]["application/json"]["schema"]["anyOf"]
+    for event in (one, batch["items"], envelope["properties"]["events"]["items"]):
+        event["properties"]["event_type"]["enum"] = types
+
+
+router = APIRouter(tags=["events"], lifespan=_document_event_types)
 
 JSON_TYPES = ("application/json",)
 
@@ -93,10 +124,16 @@ def _redis(request: Request, settings: Settings) -> Any:
     return client
 
 
-def _request_body_schema() -> dict[str, Any]:
+def _request_body_schema(event_types: list[str]) -> dict[str, Any]:
     """One event, a list of them, or {"events": [...]}: parsed by hand from the size-limited
     body (partial acceptance needs each event validated on its own), documented here."""
     event = EventIn.model_json_schema()
+    event["properties"]["event_type"] = {
+        **event["properties"]["event_type"],
+        "enum": event_types,
+        "description": "One of the configured event types (RECOLAKE_EVENT_WEIGHTS); "
+        "case and surrounding spaces are ignored.",
+    }
     batch = {"type": "array", "items": event, "minItems": 1}
     envelope = {
         "type": "object",
@@ -134,7 +171,7 @@ RETRY_AFTER_HEADER = {
     "/v1/events",
     response_model=EventsResponse,
     status_code=202,
-    openapi_extra=_request_body_schema(),
+    openapi_extra=_request_body_schema(sorted(DEFAULT_EVENT_WEIGHTS)),
     responses={
         400: _error_doc("Not UTF-8 JSON, no events, or `events` not a list."),
         401: _error_doc(

@@ -35,12 +35,17 @@ from recolake.eventlog import EventLog
 from recolake.onlinestore import KeyLayout, event_token, session_subject, user_subject
 from recolake.privacy import pseudonymise
 from recolake.settings import Settings
-from recolake.validation import InvalidEventError, Limits, canonical_event, fingerprint
+from recolake.validation import ID_FIELDS, InvalidEventError, Limits, canonical_event, fingerprint
 
 log = logging.getLogger("recolake.events")
 
 #: Retry-After (seconds) when Redis or the event log fails: usually a short fault.
 RETRY_AFTER = 1
+#: Reasons for the patterns of online.schemas.EventIn (the regexes say little to a client).
+PATTERN_REASONS = {
+    **{name: f"{name}: must not be blank" for name in ID_FIELDS},
+    "timestamp": "timestamp: not ISO 8601 (YYYY-MM-DD[T ]HH:MM[:SS[.fff]][Z|+HH:MM])",
+}
 CONFLICT_REASON = "event_id: conflict, already used by this user (or session) for another event"
 
 
@@ -74,6 +79,9 @@ def parse_body(body: bytes, max_batch: int) -> list[Any]:
     except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
         raise IntakeError(400, f"body is not JSON: {str(exc)[:200]}") from None
     if isinstance(payload, dict) and "events" in payload:
+        if len(payload) > 1:
+            extra = sorted(k for k in payload if k != "events")[:5]
+            raise IntakeError(400, f"unexpected properties next to events: {extra}")
         payload = payload["events"]
         if not isinstance(payload, list):
             raise IntakeError(400, '"events" must be a list of events')
@@ -95,6 +103,8 @@ def validate_one(raw: Any, limits: Limits, now: datetime) -> dict[str, str] | st
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
+        if first["type"] == "string_pattern_mismatch":
+            return PATTERN_REASONS.get(where, f"{where}: malformed")
         return f"{where}: {first['msg']}"
     except InvalidEventError as exc:
         return str(exc)

@@ -204,6 +204,7 @@ def post_raw(client: httpx.Client, body: bytes, content_type: str = "application
         (b"1" * 5000, "application/json", 400, "not JSON"),  # past Python's int digit limit
         (b"[]", "application/json", 400, "no events"),
         (b'{"events": 3}', "application/json", 400, "list"),
+        (b'{"events": [], "x": 1}', "application/json", 400, "unexpected properties"),
         (b"{}", "text/plain", 415, "Content-Type"),
         (b"{}", "application/x-www-form-urlencoded", 415, "Content-Type"),
     ],
@@ -252,7 +253,8 @@ def deep_api(tmp_path, redis_server, redis_client, api_server_factory):
 HOSTILE = [
     ('"timestamp": "0001-01-01T00:00:00+01:00"', "timestamp"),  # OverflowError in astimezone
     ('"timestamp": "9999-12-31T23:59:59-00:01"', "timestamp"),
-    ('"timestamp": "0001-01-01T00:00:00Z"', "timestamp: before 1970"),
+    ('"timestamp": "0001-01-01T00:00:00Z"', "timestamp: not ISO 8601"),
+    ('"timestamp": "1970-01-01T00:30:00+01:00"', "timestamp: before 1970"),
     ('"price": Infinity', "price"),
     ('"price": -Infinity', "price"),
     ('"price": NaN', "price"),
@@ -263,7 +265,7 @@ HOSTILE = [
     ('"quantity": 2147483648', "quantity"),
     ('"quantity": 10000000000000000000000000000000000000000', "quantity"),
     ('"quantity": true', "quantity"),
-    ('"quantity": 2.0', "quantity"),
+    ('"quantity": 2.5', "quantity"),
     ('"quantity": "2"', "quantity"),
     ('"price": false', "price"),
     ('"user_id": 17850', "user_id"),
@@ -304,12 +306,14 @@ def test_canonical_form_in_the_event_log(deep_api):
     }
     batch = [event(timestamp=t, item_id=f"i{n}") for n, t in enumerate(cases)]
     batch.append(event(quantity=2**31 - 1, price=0, item_id="max"))
+    batch.append(event(quantity=2.0, item_id="integral"))  # an integer in JSON Schema
     batch.append(event(price=5e-324, item_id="tiny", user_id="  ünï 🛒  "))
     response = client.post("/v1/events", json=batch, headers=AUTH)
     assert response.status_code == 202 and response.json()["rejected"] == [], response.text
     stored = {e["item_id"]: e for e in landed(landing)}
     assert [stored[f"i{n}"]["timestamp"] for n in range(len(cases))] == list(cases.values())
     assert stored["max"]["quantity"] == "2147483647" and stored["max"]["price"] == "0.0"
+    assert stored["integral"]["quantity"] == "2"
     assert stored["tiny"]["price"] == "5e-324" and stored["tiny"]["user_id"] == "ünï 🛒"
 
 
@@ -558,3 +562,14 @@ def test_every_answer_is_documented_and_matches_its_schema(api):
         assert response.headers["content-type"] == "application/json"
         documented(doc, status).model_validate_json(response.content, strict=True)
     assert answers[409].json()["rejected"][0]["conflict"]["item_id"] == "i1"
+
+
+def test_documented_event_types_are_the_apps_own(tmp_path, redis_server, api_server_factory):
+    weights = {"view": 1.0, "click": 0.5}
+    settings = make_settings(tmp_path, redis_server.url, api_token=TOKEN, event_weights=weights)
+    server = api_server_factory(settings)
+    doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["anyOf"][0]["properties"]["event_type"]["enum"] == ["click", "view"]
+    click = httpx.post(f"{server.url}/v1/events", json=event(event_type="click"), headers=AUTH)
+    assert click.status_code == 202, click.text
