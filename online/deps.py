@@ -43,9 +43,11 @@ def _bearer(request: Request) -> str | None:
 
 async def require_read_token(request: Request) -> None:
     """When ``api_read_token`` is set, a /v1 read needs ``Authorization: Bearer <read token
-    or write token>``: 401 without one, 403 with a wrong one. Unset: reads are open."""
+    or write token>``: 401 without one, 403 with a wrong one. Unset or empty: reads are
+    open."""
     settings: Settings = request.app.state.settings
-    if settings.api_read_token is None:
+    read = settings.api_read_token.get_secret_value() if settings.api_read_token else ""
+    if not read:  # unset, or set empty (RECOLAKE_API_READ_TOKEN=""): reads are open
         return
     token = _bearer(request)
     if token is None:
@@ -54,7 +56,7 @@ async def require_read_token(request: Request) -> None:
             detail="missing bearer token (reads need the read or the write token)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    accepted = [settings.api_read_token.get_secret_value()]
+    accepted = [read]
     if settings.api_token is not None:
         accepted.append(settings.api_token.get_secret_value())
     given = token.encode()

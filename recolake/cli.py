@@ -3,6 +3,7 @@
     recolake nightly                       # whole batch on the bundled sample
     recolake ingest --ds 2024-05-01 --events events.csv --items items.csv
     recolake serve --port 8000
+    recolake republish                     # after Redis lost its data: publish the last ds again
 
 Each job subcommand takes exactly the arguments of `spark-submit pipelines/<job>.py`.
 """
@@ -53,9 +54,48 @@ def serve(argv: Sequence[str]) -> None:
     )
 
 
+def latest_built_ds(spark, settings):
+    """The newest ``ds`` of gold.item_popularity: the last date the nightly built, which is
+    the partition publish reads (None when the table is missing or empty)."""
+    from pyspark.sql import functions as F
+
+    from features import columns as c
+    from features.tables import GOLD_ITEM_POPULARITY
+
+    if not GOLD_ITEM_POPULARITY.exists(spark, settings):
+        return None
+    return GOLD_ITEM_POPULARITY.read(spark, settings).agg(F.max(c.DS)).first()[0]
+
+
+def republish(argv: Sequence[str]) -> None:
+    """Publish again, e.g. after Redis restarted without persistence (the API then answers
+    503 "nothing published" and /healthz 503 until a publication is live): the champion
+    model with the lake's last built date, unless ``--ds`` names another."""
+    from pipelines import publish
+    from pipelines.common import configure_logging, parse_ds, session_and_settings
+
+    parser = argparse.ArgumentParser(
+        prog="recolake republish",
+        description="Publish the champion again (default: the last date the nightly built).",
+    )
+    parser.add_argument("--ds", type=parse_ds, default=None, help="YYYY-MM-DD (default: latest)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    spark, settings = session_and_settings("recolake-republish", None, None)
+    ds = args.ds or latest_built_ds(spark, settings)
+    if ds is None:
+        raise SystemExit("republish: gold.item_popularity is empty: run `recolake nightly` first")
+    print(f"republish: ds {ds.isoformat()}", flush=True)
+    publish.main(["--ds", ds.isoformat()], spark=spark, settings=settings)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {**JOBS, "serve": "run the HTTP API"}
+    commands = {
+        **JOBS,
+        "serve": "run the HTTP API",
+        "republish": "publish again (after a Redis restart): the last built ds, or --ds",
+    }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         width = max(map(len, commands))
         lines = "\n".join(f"  {name:<{width}}  {text}" for name, text in commands.items())
@@ -64,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         serve(rest)
+        return
+    if command == "republish":
+        republish(rest)
         return
     importlib.import_module(f"pipelines.{command}").main(rest)
 

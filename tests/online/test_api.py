@@ -311,8 +311,12 @@ def test_read_token_guards_every_read(guarded_api, path):
     assert httpx.get(f"{guarded_api.url}/healthz").status_code == 200
 
 
-def test_reads_open_without_a_read_token(published, api_server_factory):
-    api = api_server_factory(published.model_copy(update={"api_token": SecretStr("w-tok")}))
+@pytest.mark.parametrize("read_token", [None, ""])  # unset, or RECOLAKE_API_READ_TOKEN=""
+def test_reads_open_without_a_read_token(published, api_server_factory, read_token):
+    update = {"api_token": SecretStr("w-tok"), "api_read_token": read_token}
+    if read_token is not None:
+        update["api_read_token"] = SecretStr(read_token)
+    api = api_server_factory(published.model_copy(update=update))
     assert httpx.get(f"{api.url}/v1/recommendations/alice").status_code == 200
     # a wrong token on an open read is not an error either (nothing to check it against)
     headers = {"Authorization": "Bearer whatever"}
