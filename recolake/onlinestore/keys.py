@@ -120,9 +120,10 @@ class KeyLayout:
         return f"{self.namespace}:rt:trending:state"
 
     def stream_batch(self, batch_id: int, query: str = "") -> str:
-        """Marker of a micro-batch whose Redis writes completed (written in the same MULTI as
-        the documents). ``query`` is the streaming query's id (from its checkpoint), so a new
-        checkpoint starting again at batch 0 is not mistaken for a replay."""
+        """Marker of a micro-batch whose Redis writes completed (written last, once the
+        others are acknowledged: stream.StreamWriter). ``query`` is the streaming query's id
+        (from its checkpoint), so a new checkpoint starting again at batch 0 is not mistaken
+        for a replay."""
         return f"{self.namespace}:rt:batch:{query + ':' if query else ''}{batch_id}"
 
     def stream_seen(self, token: str) -> str:
