@@ -34,6 +34,7 @@ class Step:
 @dataclass
 class StepTimer:
     spark: SparkSession | None = None
+    echo: bool = False  # print each step's line as it ends (a long job shows its progress)
     steps: list[Step] = field(default_factory=list)
 
     @contextmanager
@@ -53,6 +54,8 @@ class StepTimer:
                 current.jobs = len(sc.statusTracker().getJobIdsForGroup(group))
                 sc.setJobGroup("", "")
             self.steps.append(current)
+            if self.echo:
+                print(self.line(current), flush=True)
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -62,13 +65,16 @@ class StepTimer:
     def total(self) -> float:
         return sum(s.seconds for s in self.steps)
 
+    @staticmethod
+    def line(s: Step, width: int = 8) -> str:
+        """``name  seconds  jobs  counts``."""
+        jobs = f"{s.jobs:>4} jobs" if s.jobs is not None else " " * 9
+        return f"{s.name:<{width}}  {s.seconds:7.1f} s  {jobs}  {s.counts}".rstrip()
+
     def report(self) -> str:
         """One line per step: name, seconds, Spark jobs, what it produced."""
-        width = max([len(s.name) for s in self.steps] + [5])
-        lines = []
-        for s in self.steps:
-            jobs = f"{s.jobs:>4} jobs" if s.jobs is not None else " " * 9
-            lines.append(f"{s.name:<{width}}  {s.seconds:7.1f} s  {jobs}  {s.counts}".rstrip())
+        width = max([len(s.name) for s in self.steps] + [8])
+        lines = [self.line(s, width) for s in self.steps]
         lines.append(f"{'total':<{width}}  {self.total:7.1f} s")
         return "\n".join(lines)
 
