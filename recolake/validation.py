@@ -50,14 +50,19 @@ _WHITESPACE = (
 )
 #: An id holds at least one non-whitespace character (JSON Schema patterns search).
 ID_PATTERN = f"[^{_WHITESPACE}]"
-#: The timestamp syntax the API accepts (ISO 8601 date and time, optional seconds, fraction
-#: and offset; space or T; years 1970..2099). The range (events_min_timestamp..now +
-#: events_max_future_seconds) is checked after parsing.
-TIMESTAMP_PATTERN = (
-    r"^(19[7-9][0-9]|20[0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
-    r"(:[0-5][0-9](\.[0-9]{1,9})?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+#: The timestamp syntax the API accepts: an ISO 8601 calendar date (years 1970..2099, leap
+#: days included) and time (seconds, fraction and offset optional; space or T). The range
+#: (events_min_timestamp..now + events_max_future_seconds) is checked after parsing.
+_YEAR = "(19[7-9][0-9]|20[0-9][0-9])"
+_LEAP_YEAR = "(19(7[26]|8[048]|9[26])|20([02468][048]|[13579][26]))"
+_MONTH_DAY = (
+    "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
+    "|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    "|02-(0[1-9]|1[0-9]|2[0-8]))"
 )
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
+_OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+TIMESTAMP_PATTERN = f"^({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]{_TIME}{_OFFSET}?$"
 
 
 class InvalidEventError(ValueError):
