@@ -138,6 +138,10 @@ class KafkaEventLog:
                 )
 
     def close(self) -> None:
+        """Flush and stop; a second call (the app's lifespan and a test both closing) is a
+        no-op instead of an error from the closed producer."""
+        if self._stopped.is_set():
+            return
         self.producer.flush(self.timeout_seconds)
         self._stopped.set()
         self._poller.join(timeout=5)
