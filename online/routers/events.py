@@ -11,7 +11,6 @@ stored and the answer is 422 (409 when every rejection is an idempotency conflic
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +19,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from online.deps import EventLogDep, ReaderDep, SettingsDep
 from online.schemas import EventIn, EventsResponse
 from online.services.events import EventIntake, IntakeError, parse_body
-from recolake.eventlog import EventLog, open_event_log
-from recolake.onlinestore import RedisTimeouts, connect_async
 from recolake.settings import DEFAULT_EVENT_WEIGHTS, Settings
-
-log = logging.getLogger("recolake.events")
 
 
 @asynccontextmanager
@@ -101,29 +97,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _event_log(request: Request, settings: Settings) -> EventLog:
-    """The lifespan's event log (``app.state.event_log``), opened here if it has none yet."""
-    event_log = getattr(request.app.state, "event_log", None)
-    if event_log is None:
-        event_log = request.app.state.event_log = open_event_log(settings)
-    return event_log
-
-
-def _redis(request: Request, settings: Settings) -> Any:
-    """The app's async Redis client (the Reader's, or the store's), else one of our own."""
-    state = request.app.state
-    for name in ("reader", "store"):
-        client = getattr(getattr(state, name, None), "client", None)
-        if client is not None:
-            return client
-    client = getattr(state, "events_redis", None)
-    if client is None:
-        client = state.events_redis = connect_async(
-            settings.redis_url, RedisTimeouts.for_api(settings)
-        )
-    return client
-
-
 def _request_body_schema(event_types: list[str]) -> dict[str, Any]:
     """One event, a list of them, or {"events": [...]}: parsed by hand from the size-limited
     body (partial acceptance needs each event validated on its own), documented here."""
@@ -194,9 +167,10 @@ RETRY_AFTER_HEADER = {
         ),
     },
 )
-async def post_events(request: Request) -> JSONResponse:
+async def post_events(
+    request: Request, settings: SettingsDep, reader: ReaderDep, event_log: EventLogDep
+) -> JSONResponse:
     """Accept one event or a batch; 202 once the valid ones are durably in the event log."""
-    settings: Settings = request.app.state.settings
     denied = _check_token(request, settings)
     if denied is not None:
         return denied
@@ -207,14 +181,7 @@ async def post_events(request: Request) -> JSONResponse:
         return _error(415, "Content-Type must be application/json")
     try:
         items = parse_body(body, settings.events_max_batch)
-        try:
-            event_log = _event_log(request, settings)
-        except OSError as exc:
-            log.error("event log cannot be opened: %s", exc)
-            raise IntakeError(
-                503, f"event log unavailable, nothing stored; retry: {exc}", {"Retry-After": "1"}
-            ) from exc
-        intake = EventIntake(settings, _redis(request, settings), event_log)
+        intake = EventIntake(settings, reader.client, event_log)
         result = await intake.ingest(items)
     except IntakeError as exc:
         return _error(exc.status, exc.detail, exc.headers)
