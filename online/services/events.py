@@ -128,6 +128,7 @@ class _Pending:
     index: int
     event: dict[str, str]
     key: str | None = None  # idempotency key; None for server-generated ids
+    fingerprint: str | None = None
     record: str | None = None
 
 
@@ -187,11 +188,9 @@ class EventIntake:
         if not client_id:
             return _Pending(index, event)
         token = event_token(subject_of(event, self.key), event["event_id"], self.key)
-        record = json.dumps(
-            {"fingerprint": fingerprint(event, self.key), **summary_of(event)},
-            separators=(",", ":"),
-        )
-        return _Pending(index, event, self.layout.idempotency(token), record)
+        print_ = fingerprint(event, self.key)
+        record = json.dumps({"fingerprint": print_, **summary_of(event)}, separators=(",", ":"))
+        return _Pending(index, event, self.layout.idempotency(token), print_, record)
 
     async def _claim(
         self, pending: list[_Pending]
@@ -219,7 +218,7 @@ class EventIntake:
                 created.append(p.key)
                 continue
             stored = _decode_record(old)
-            if stored.get("fingerprint") == json.loads(p.record)["fingerprint"]:
+            if stored.get("fingerprint") == p.fingerprint:
                 duplicates.append(p.event["event_id"])
                 continue
             summary = None

@@ -573,3 +573,20 @@ def test_documented_event_types_are_the_apps_own(tmp_path, redis_server, api_ser
     assert body["schema"]["anyOf"][0]["properties"]["event_type"]["enum"] == ["click", "view"]
     click = httpx.post(f"{server.url}/v1/events", json=event(event_type="click"), headers=AUTH)
     assert click.status_code == 202, click.text
+
+
+def test_idempotency_costs_one_set_per_client_id_and_nothing_else(api, redis_client):
+    client, _ = api
+
+    def calls() -> dict[str, int]:
+        stats = redis_client.info("commandstats")
+        return {k: v["calls"] for k, v in stats.items() if k != "cmdstat_info"}
+
+    warm = client.post("/v1/events", json=event(event_id="warm"), headers=AUTH)
+    assert warm.status_code == 202  # the API's connection is open (HELLO) before counting
+    before = calls()
+    batch = [event(event_id="a"), event(event_id="b"), event(event_id="c"), event()]
+    assert client.post("/v1/events", json=batch, headers=AUTH).status_code == 202
+    after = calls()
+    spent = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    assert spent == {"cmdstat_set": 3}  # SET NX GET EX per client id, pipelined
