@@ -38,6 +38,7 @@ from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
 from recolake.onlinestore import NEIGHBOUR_KINDS
 from recolake.onlinestore.batch import BatchWriter
+from recolake.onlinestore.codecs import index_width
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.publish")
@@ -208,7 +209,10 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     strength = GOLD_USER_ITEM_STRENGTH.read(spark, settings).where(F.col(c.DS) == F.lit(model_ds))
     purchased = strength.where(F.col(c.PURCHASED))
     recs = recommend(als_model, indexes, indexes.users, purchased, settings.top_k)
-    lists = to_ranked_lists(recs, col_user=c.USER_KEY, col_item=c.ITEM_ID)
+    # Compact lists (codec 2): positions in the publication's item index, which is the
+    # model's own dense item index (item_idx 0..n-1), so nothing else needs numbering.
+    positioned = recs.join(indexes.items, c.ITEM_ID)
+    lists = to_ranked_lists(positioned, col_user=c.USER_KEY, col_item=c.ITEM_IDX)
 
     popular_rows = (
         GOLD_ITEM_POPULARITY.read(spark, settings)
@@ -226,9 +230,24 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     version = f"{ds.isoformat()}.m{champion.version}.{uuid.uuid4().hex[:8]}"
     writer = BatchWriter.from_settings(settings, version)
 
+    index_ids = [
+        r[c.ITEM_ID]
+        for r in indexes.items.orderBy(c.ITEM_IDX).select(c.ITEM_ID, c.ITEM_IDX).toLocalIterator()
+    ]
+    index_blocks = writer.write_item_index(index_ids)
+    width = index_width(len(index_ids))
+
     def write_partition(rows):  # runs on executors
-        yield writer.write_user_lists(
-            (r[c.USER_KEY], [(i[c.ITEM_ID], i[c.SCORE]) for i in r["items"]]) for r in rows
+        yield writer.write_user_positions(
+            (
+                (
+                    r[c.USER_KEY],
+                    [i[c.ITEM_IDX] for i in r["items"]],
+                    [i[c.SCORE] for i in r["items"]],
+                )
+                for r in rows
+            ),
+            width,
         )
 
     users = sum(lists.rdd.mapPartitions(write_partition).collect())
@@ -246,6 +265,8 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
             **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
         },
         grace_seconds=settings.publish_grace_seconds,
+        index_blocks=index_blocks,
+        index_width=width,
     )
     result = PublishResult(
         version, str(champion.version), users, len(popular), replaced, items, neighbours

@@ -55,6 +55,8 @@ def connect(url: str, timeouts: RedisTimeouts | None = None) -> redis.Redis:
     t = timeouts or RedisTimeouts()
     common = dict(
         decode_responses=True,
+        # compact values are binary (codecs.as_bytes recovers them exactly)
+        encoding_errors="surrogateescape",
         socket_connect_timeout=t.connect_seconds,
         socket_timeout=t.socket_seconds,
     )
@@ -73,6 +75,8 @@ def connect_async(url: str, timeouts: RedisTimeouts | None = None) -> aioredis.R
     t = timeouts or RedisTimeouts()
     common = dict(
         decode_responses=True,
+        # compact values are binary (codecs.as_bytes recovers them exactly)
+        encoding_errors="surrogateescape",
         socket_connect_timeout=t.connect_seconds,
         socket_timeout=t.socket_seconds,
     )

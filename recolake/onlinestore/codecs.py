@@ -47,6 +47,8 @@ def encode_document(doc: object) -> str:
 # Readers only need the order (the blend fuses by rank), and get scores to 1/255 of the range.
 
 COMPACT_CODEC_VERSION = "2"
+#: Item ids per block of a publication's item index (one string key each, cached by readers).
+INDEX_BLOCK = 4096
 _HEADER = struct.Struct("<Bff")  # width, max score, min score
 
 
@@ -91,3 +93,20 @@ def decode_ranked_positions(payload: bytes | None) -> list[tuple[int, float]]:
         )
         for i in range(n)
     ]
+
+
+def encode_index_block(item_ids: Sequence[str]) -> str:
+    """One block of the publication's item index: the ids in position order."""
+    return json.dumps(list(item_ids), separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_index_block(payload: str | None) -> list[str]:
+    if payload is None:
+        raise ValueError("item index block missing from the publication")
+    return [str(i) for i in json.loads(payload)]
+
+
+def as_bytes(payload: str | bytes) -> bytes:
+    """A binary value read through a client that decodes responses: clients are opened with
+    ``encoding_errors="surrogateescape"`` (client.connect), so this is lossless."""
+    return payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogateescape")

@@ -86,7 +86,12 @@ class KeyLayout:
         """Hash: item_id -> encoded {"title", "category", "available"}."""
         return f"{self.namespace}:pub:{version}:items:{bucket}"
 
-    def version_keys(self, version: str, buckets: int) -> list[str]:
+    def item_index(self, version: str, block: int) -> str:
+        """String: the item ids at positions ``block * INDEX_BLOCK ...`` of the publication's
+        item index (codecs.encode_index_block): compact user lists hold positions into it."""
+        return f"{self.namespace}:pub:{version}:index:{block}"
+
+    def version_keys(self, version: str, buckets: int, index_blocks: int = 0) -> list[str]:
         """Every key a publication may own (used to make it permanent, then expire it)."""
         return [
             self.meta(version),
@@ -94,6 +99,7 @@ class KeyLayout:
             *(self.recs(version, b) for b in range(buckets)),
             *(self.items(version, b) for b in range(buckets)),
             *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
+            *(self.item_index(version, b) for b in range(index_blocks)),
         ]
 
     # --- real-time features (StreamWriter writes, Reader reads) ---------------------------

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from recolake.onlinestore.codecs import decode_items
+from recolake.onlinestore.codecs import (
+    COMPACT_CODEC_VERSION,
+    INDEX_BLOCK,
+    as_bytes,
+    decode_index_block,
+    decode_items,
+    decode_ranked_positions,
+)
 from recolake.onlinestore.keys import KeyLayout
 from recolake.onlinestore.values import ItemInfo, RecentEvent, decode_item_info, decode_recent
 from recolake.onlinestore.values import merge_recent as _merge_recent
@@ -37,6 +44,7 @@ class Publication:
     model_version: str | None
     buckets: int
     ds: str | None = None
+    codec: str = "1"
 
 
 class NothingPublishedError(LookupError):
@@ -90,6 +98,8 @@ class Reader:
         self._cache = _VersionCache(cache_items)
         self._popular: tuple[str, Items] | None = None
         self._trending: tuple[str | None, Items] = (None, [])
+        #: (version, block -> item ids) of the publication's item index (codec 2 lists)
+        self._index: tuple[str | None, dict[int, list[str]]] = (None, {})
 
     async def ping(self, deadline: float) -> bool:
         """PING within ``deadline`` seconds (asyncio.TimeoutError past it)."""
@@ -116,6 +126,7 @@ class Reader:
             model_version=meta.get("model_version"),
             buckets=int(meta.get("buckets", 1)),
             ds=meta.get("ds"),
+            codec=meta.get("codec") or "1",
         )
         self._cached = (now, publication)
         return publication
@@ -148,14 +159,40 @@ class Reader:
             self._trending = (trending_payload, _loads(trending_payload or "[]"))
         recents = [decode_recent(replies[2 * i]) for i in range(len(subjects))]
         affinities = [replies[2 * i + 1] for i in range(len(subjects))]
+        if als_payload is None:
+            als = None
+        elif pub.codec == COMPACT_CODEC_VERSION:
+            als = await self._positions_to_items(
+                pub, decode_ranked_positions(as_bytes(als_payload))
+            )
+        else:
+            als = _loads(als_payload)
         return Snapshot(
             publication=pub,
-            als=_loads(als_payload) if als_payload is not None else None,
+            als=als,
             popular=self._popular[1],  # type: ignore[index]
             trending=self._trending[1],
             recent=_merge_recent(*recents),
             affinity_payloads=affinities,
         )
+
+    async def _positions_to_items(self, pub: Publication, ranked: list[tuple[int, float]]) -> Items:
+        """[item_id, score] pairs of a compact list: positions looked up in the item index,
+        whose blocks this process reads once per publication (a round trip only for a block
+        it has not seen yet)."""
+        version, blocks = self._index
+        if version != pub.version:
+            blocks = {}
+            self._index = (pub.version, blocks)
+        missing = sorted({p // INDEX_BLOCK for p, _ in ranked} - blocks.keys())
+        if missing:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for block in missing:
+                    pipe.get(self.layout.item_index(pub.version, block))
+                replies = await pipe.execute()
+            for block, payload in zip(missing, replies, strict=True):
+                blocks[block] = decode_index_block(payload)
+        return [[blocks[p // INDEX_BLOCK][p % INDEX_BLOCK], round(score, 6)] for p, score in ranked]
 
     def cached_popular(self) -> tuple[str, Items] | None:
         """(version, popular list) this process last read, if any."""
