@@ -45,6 +45,7 @@ from models.evaluation import (
 from models.hybrid import fuse, ndcg_by_weights, weight_grid
 from models.offline import MODELS, als_lists, model_lists
 from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.train import ValidationFit
 from recolake import tracking
 from recolake.settings import Settings
 
@@ -100,6 +101,12 @@ class EvaluationResult:
     def evaluated_users(self) -> int:
         return self.document["split"]["evaluated_users"]
 
+    @property
+    def reused(self) -> list[str]:
+        """What was taken instead of fitted again (the train job's validation fit; the
+        candidate's fit standing for the champion's identical configuration)."""
+        return self.document.get("reused", [])
+
     def report_text(self) -> str:
         lines = [f"evaluated users: {self.evaluated_users}"]
         for model, values in self.metrics.items():
@@ -110,6 +117,8 @@ class EvaluationResult:
         if hybrid:
             weights = ", ".join(f"{m}={w:g}" for m, w in hybrid["weights"].items() if w)
             lines.append(f"hybrid weights (validation): {weights}")
+        if self.reused:
+            lines.append(f"not fitted again: {', '.join(self.reused)}")
         lines.append(f"report: {self.report}")
         return "\n".join(lines)
 
@@ -123,17 +132,30 @@ def choose_hybrid_weights(
     als_params: ALSParams,
     content: DataFrame,
     catalog: DataFrame,
+    validation_fit: ValidationFit | None = None,
+    reused: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """The hybrid's weights: the grid point with the best NDCG@k on the validation split
     (the days before the hold-out; models trained before them). None when the validation
-    period has no ground truth."""
-    split = prepare_split(
-        events,
-        validation_start,
-        cutoff,
-        weights=settings.event_weights,
-        half_life_days=settings.decay_half_life_days,
-    )
+    period has no ground truth.
+
+    ``validation_fit``: the train job's fit on this same split with these same parameters
+    (same session): its split and ALS lists are used instead of preparing and fitting again;
+    what was taken is appended to ``reused``."""
+    fitted: dict[str, DataFrame] = {}
+    if reusable(validation_fit, validation_start, cutoff, als_params, settings.eval_depth):
+        split = validation_fit.split
+        fitted["als"] = validation_fit.als
+        if reused is not None:
+            reused.append("validation_split_and_als_fit")
+    else:
+        split = prepare_split(
+            events,
+            validation_start,
+            cutoff,
+            weights=settings.event_weights,
+            half_life_days=settings.decay_half_life_days,
+        )
     try:
         if split.truth.isEmpty():
             log.warning("validation period %s..%s has no ground truth", validation_start, cutoff)
@@ -146,6 +168,7 @@ def choose_hybrid_weights(
             catalog=catalog,
             depth=settings.eval_depth,
             models=settings.hybrid_models,
+            fitted=fitted,
         )
         lists = {m: df.cache() for m, df in lists.items()}
         grid = weight_grid(list(lists), settings.hybrid_weight_step)
@@ -165,6 +188,19 @@ def choose_hybrid_weights(
         }
     finally:
         split.unpersist()
+        if validation_fit is not None:
+            validation_fit.unpersist()
+
+
+def reusable(fit: ValidationFit | None, start, end, params: ALSParams, depth: int) -> bool:
+    """Whether the train job's validation fit is this split, these parameters, this depth."""
+    return (
+        fit is not None
+        and fit.split.cutoff == start
+        and fit.split.end == end
+        and fit.params == params
+        and fit.depth >= depth
+    )
 
 
 def measure(
@@ -173,11 +209,18 @@ def measure(
     """Metrics@k and the popularity profile of every model's list."""
     deciles = popularity_deciles(split.train_strength).cache()
     metrics, profiles = {}, {"history": popularity_profile(split.train_strength, deciles)}
+    catalog_items = catalog.count()
     for name, recs in lists.items():
         top = recs.where(F.col(c.RANK) <= k).cache()
         metrics[name] = {
             **RankingEvaluation(top, split.truth, k).all(),
-            **beyond_accuracy(top, k=k, catalog=catalog, interactions=split.train_strength),
+            **beyond_accuracy(
+                top,
+                k=k,
+                catalog=catalog,
+                interactions=split.train_strength,
+                catalog_items=catalog_items,
+            ),
         }
         profiles[name] = popularity_profile(top, deciles, k=k)
         top.unpersist()
@@ -186,8 +229,15 @@ def measure(
 
 
 def run(
-    spark: SparkSession, settings: Settings, ds: date, output: Path | None = None
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    output: Path | None = None,
+    *,
+    validation_fit: ValidationFit | None = None,
 ) -> EvaluationResult:
+    """``validation_fit``: the train job's validation split and chosen ALS fit from the same
+    session (the nightly), used for the hybrid's weights when it matches (see reusable())."""
     client = tracking.configure(settings)
     candidate = model_ref(client, settings, settings.candidate_alias)
     if candidate is None:
@@ -214,6 +264,7 @@ def run(
         .cache()
     )
 
+    reused: list[str] = []
     hybrid = choose_hybrid_weights(
         events,
         settings,
@@ -222,6 +273,8 @@ def run(
         als_params=candidate.params,
         content=content,
         catalog=catalog,
+        validation_fit=validation_fit,
+        reused=reused,
     )
     split = prepare_split(
         events,
@@ -244,6 +297,10 @@ def run(
         lists["hybrid"] = fuse(lists, hybrid["weights"], k, depth)
     if champion is not None and champion.params != candidate.params:
         lists[CHAMPION_CONFIG] = als_lists(split, champion.params, k)
+    elif champion is not None:
+        # Same parameters, same split, same data: the champion's configuration is the
+        # candidate's fit, measured once.
+        reused.append("champion_config_is_candidate")
     metrics, profiles = measure(lists, split, k, catalog)
     champion_metrics = None
     if champion is not None:
@@ -278,6 +335,7 @@ def run(
         },
         "champion": champion_metrics,
         "popularity_profile": profiles,
+        "reused": reused,
     }
     for df in lists.values():
         df.unpersist()

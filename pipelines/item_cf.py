@@ -2,7 +2,7 @@
 
     spark-submit pipelines/item_cf.py --ds 2011-12-09
 
-Writes gold.item_cf_neighbours for --ds (both kinds); a re-run replaces that date.
+Writes gold.item_cf_neighbours for --ds (both kinds, one commit); a re-run replaces that date.
 """
 
 from __future__ import annotations
@@ -40,17 +40,20 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> ItemCFCounts:
         min_support=settings.cf_min_support,
         max_items=settings.cf_max_items_per_group,
     )
-    counts = {}
+    # Both kinds in one write (one Delta commit replacing the date) and one read back.
+    out = None
     for kind, df in frames.items():
-        out = transforms.with_ds(df.withColumn(c.KIND, F.lit(kind)), ds)
-        GOLD_ITEM_CF_NEIGHBOURS.overwrite_partitions(out, settings, {c.DS: ds, c.KIND: kind})
-        counts[kind] = (
-            GOLD_ITEM_CF_NEIGHBOURS.read(spark, settings)
-            .where((F.col(c.DS) == F.lit(ds)) & (F.col(c.KIND) == kind))
-            .select(c.ITEM_ID)
-            .distinct()
-            .count()
-        )
+        part = df.withColumn(c.KIND, F.lit(kind))
+        out = part if out is None else out.unionByName(part)
+    GOLD_ITEM_CF_NEIGHBOURS.overwrite_partition(transforms.with_ds(out, ds), settings, c.DS, ds)
+    written = (
+        GOLD_ITEM_CF_NEIGHBOURS.read(spark, settings)
+        .where(F.col(c.DS) == F.lit(ds))
+        .groupBy(c.KIND)
+        .agg(F.countDistinct(c.ITEM_ID).alias("n"))
+        .collect()
+    )
+    counts = {kind: 0 for kind in frames} | {r[c.KIND]: r["n"] for r in written}
     result = ItemCFCounts(**counts)
     log.info("item_cf %s: items with neighbours %s", ds, result)
     return result

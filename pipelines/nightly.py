@@ -14,16 +14,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import mlflow
 from pyspark.sql import SparkSession
 
 from pipelines import content, evaluate, gold, ingest, item_cf, promote, publish, silver, train
 from pipelines.common import job_parser, parse, session_and_settings
+from recolake import tracking
 from recolake.settings import PROJECT_ROOT, Settings
+from recolake.timing import StepTimer
 
 log = logging.getLogger("recolake.nightly")
 
 SAMPLE_EVENTS = str(PROJECT_ROOT / "data" / "sample" / "online_retail_sample.csv.gz")
 SAMPLE_DS = date(2011, 12, 9)
+#: The nightly's steps, in order: each is timed (StepTimer) and logged as step_seconds.<step>.
+STEPS = [
+    "ingest",
+    "silver",
+    "gold",
+    "item_cf",
+    "content",
+    "train",
+    "evaluate",
+    "promote",
+    "publish",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,9 @@ class NightlyResult:
     promotion: promote.PromotionResult
     publish: publish.PublishResult
     seconds: float
+    step_seconds: dict[str, float]  # wall time of every step, in order
+    timing_run_id: str  # the MLflow run (tag step=nightly) holding step_seconds.<step>
+    step_report: str = ""
 
     def report(self) -> str:
         return "\n".join(
@@ -50,9 +68,20 @@ class NightlyResult:
                 f"promotion: {self.promotion.reason}",
                 f"published version {self.publish.version}: model v{self.publish.model_version}, "
                 f"{self.publish.users} users, {self.publish.popular} popular items",
+                f"steps:\n{self.step_report}",
                 f"nightly wall time: {self.seconds:.1f} s",
             ]
         )
+
+
+def log_timing(settings: Settings, ds: date, timer: StepTimer, seconds: float) -> str:
+    """The step times as metrics of an MLflow run tagged step=nightly (one per nightly)."""
+    tracking.configure(settings)
+    with mlflow.start_run(run_name=f"nightly-{ds}") as run:
+        mlflow.set_tags({tracking.STEP_TAG: "nightly", "ds": ds.isoformat()})
+        timer.log_to_mlflow()
+        mlflow.log_metric("nightly_seconds", seconds)
+    return run.info.run_id
 
 
 def main(
@@ -69,15 +98,39 @@ def main(
     args = parse(parser, argv)
     started = time.perf_counter()
     spark, settings = session_and_settings("recolake-nightly", spark, settings)
-    ingested = ingest.run(spark, settings, args.ds, args.events, args.items, args.source_format)
-    silver_counts = silver.run(spark, settings, args.ds)
-    gold_counts = gold.run(spark, settings, args.ds)
-    cf_counts = item_cf.run(spark, settings, args.ds)
-    content_items = content.run(spark, settings, args.ds)
-    trained = train.run(spark, settings, args.ds)
-    evaluation = evaluate.run(spark, settings, args.ds)
-    promotion = promote.run(settings, args.ds)
-    published = publish.run(spark, settings, args.ds)
+    timer = StepTimer(spark, echo=True)
+    ds = args.ds
+    with timer.step("ingest") as step:
+        ingested = ingest.run(spark, settings, ds, args.events, args.items, args.source_format)
+        step.counts = f"events={ingested.events} items={ingested.items}"
+    with timer.step("silver") as step:
+        silver_counts = silver.run(spark, settings, ds)
+        step.counts = f"silver={silver_counts.silver} quarantined={silver_counts.quarantined}"
+    with timer.step("gold") as step:
+        gold_counts = gold.run(spark, settings, ds)
+        step.counts = f"pairs={gold_counts.user_item_pairs} items={gold_counts.catalog_items}"
+    with timer.step("item_cf") as step:
+        cf_counts = item_cf.run(spark, settings, ds)
+        step.counts = f"co_view={cf_counts.co_view} bought_together={cf_counts.bought_together}"
+    with timer.step("content") as step:
+        content_items = content.run(spark, settings, ds)
+        step.counts = f"items={content_items}"
+    with timer.step("train") as step:
+        trained = train.run(spark, settings, ds, keep_validation_fit=True)
+        step.counts = f"trials={len(trained.trials)} model=v{trained.model_version}"
+    with timer.step("evaluate") as step:
+        evaluation = evaluate.run(spark, settings, ds, validation_fit=trained.validation_fit)
+        step.counts = f"models={len(evaluation.metrics)} users={evaluation.evaluated_users}" + (
+            f" reused={','.join(evaluation.reused)}" if evaluation.reused else ""
+        )
+    with timer.step("promote") as step:
+        promotion = promote.run(settings, ds)
+        step.counts = f"promoted={promotion.promoted}"
+    with timer.step("publish") as step:
+        published = publish.run(spark, settings, ds)
+        step.counts = f"users={published.users} version={published.version}"
+    seconds = time.perf_counter() - started
+    timing_run = log_timing(settings, ds, timer, seconds)
     result = NightlyResult(
         ingested,
         silver_counts,
@@ -88,7 +141,10 @@ def main(
         evaluation,
         promotion,
         published,
-        time.perf_counter() - started,
+        seconds,
+        timer.seconds,
+        timing_run,
+        timer.report(),
     )
     print(f"nightly {args.ds}\n{result.report()}", flush=True)
     return result

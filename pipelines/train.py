@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import mlflow
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from features import columns as c
 from features import transforms
 from features.tables import GOLD_USER_ITEM_STRENGTH, ITEM_INDEX, SILVER_EVENTS, USER_INDEX
-from models.als import ALSParams, Indexes, train_als
-from models.evaluation import RankingEvaluation, prepare_split
+from models.als import ALSParams, Indexes, encoded_training, train_als
+from models.evaluation import EvalSplit, RankingEvaluation, prepare_split
 from models.offline import als_lists
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
@@ -45,11 +47,30 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class ValidationFit:
+    """The tuning's validation split and the chosen trial's ALS lists (depth eval_depth),
+    cached: `evaluate`, run in the same session, weighs the hybrid on exactly this split
+    with exactly these parameters, so it takes them instead of fitting ALS again.
+    Whoever takes it unpersists it (:meth:`unpersist`)."""
+
+    split: EvalSplit
+    params: ALSParams
+    als: DataFrame
+    depth: int
+
+    def unpersist(self) -> None:
+        self.als.unpersist()
+        self.split.unpersist()
+
+
+@dataclass(frozen=True)
 class TrainResult:
     run_id: str
     model_version: str
     params: ALSParams
     trials: list[Trial] = field(default_factory=list)
+    #: Only in the same session, only when asked for (train.run(keep_validation_fit=True)).
+    validation_fit: ValidationFit | None = field(default=None, compare=False, repr=False)
 
     def report(self) -> str:
         lines = [f"chosen: {self.params.as_dict()}"]
@@ -71,14 +92,23 @@ def params_from(settings: Settings, point: dict[str, float | int] | None = None)
 
 
 def tune(
-    events: DataFrame, settings: Settings, validation_start: datetime, validation_end: datetime
-) -> list[Trial]:
+    events: DataFrame,
+    settings: Settings,
+    validation_start: datetime,
+    validation_end: datetime,
+    *,
+    keep_fit: bool = False,
+) -> tuple[list[Trial], ValidationFit | None]:
     """Every grid point fitted before the validation period and measured on it, each an MLflow
     child run of the active run; best (by the primary metric) first. One grid point: no
-    trial, nothing to choose."""
+    trial, nothing to choose.
+
+    The split and the users' id maps are prepared once for all trials. Each trial's lists go
+    to ``eval_depth`` (metrics read their top ``eval_k``), so with ``keep_fit`` the best
+    trial's lists and the split are handed back cached for `evaluate` instead of dropped."""
     grid = [params_from(settings, point) for point in settings.als_grid()]
     if len(grid) == 1:
-        return []
+        return [], None
     split = prepare_split(
         events,
         validation_start,
@@ -89,29 +119,55 @@ def tune(
     if split.truth.isEmpty():
         split.unpersist()
         log.warning("validation period has no ground truth: ALS keeps the settings' parameters")
-        return []
+        return [], None
     key = f"{settings.primary_metric}@{settings.eval_k}"
-    trials = []
-    for params in grid:
-        with mlflow.start_run(
-            run_name=f"als-{params.rank}-{params.reg_param}-{params.alpha}-{params.max_iter}",
-            nested=True,
-        ) as child:
-            recs = als_lists(split, params, settings.eval_k).cache()
-            metrics = RankingEvaluation(recs, split.truth, settings.eval_k).all()
-            recs.unpersist()
-            mlflow.set_tag(tracking.STEP_TAG, "tune")
-            mlflow.log_params(params.as_dict())
-            mlflow.log_metrics(
-                {f"validation.{m.replace('@', '_at_')}": v for m, v in metrics.items()}
-            )
-            trials.append(Trial(params, metrics, child.info.run_id))
+    k, depth = settings.eval_k, max(settings.eval_k, settings.eval_depth)
+    indexes = Indexes.build(split.train_strength)
+    training = encoded_training(split.train_strength, indexes)
+
+    def fit_and_measure(params: ALSParams) -> tuple[DataFrame, dict[str, float]]:
+        recs = als_lists(split, params, depth, indexes, training).cache()
+        return recs, RankingEvaluation(recs.where(F.col(c.RANK) <= k), split.truth, k).all()
+
+    # Trials run two at a time: a fit on small data is mostly short stages and driver work,
+    # so a second fit fills the cores the first leaves idle. Logged in grid order after.
+    workers = min(len(grid), max(1, events.sparkSession.sparkContext.defaultParallelism))
+    with ThreadPoolExecutor(workers, thread_name_prefix="als-trial") as pool:
+        fitted = pool.map(inheritable_thread_target(fit_and_measure), grid)
+        trials: list[Trial] = []
+        best: tuple[float, DataFrame] | None = None
+        for params, (recs, metrics) in zip(grid, fitted, strict=True):
+            with mlflow.start_run(
+                run_name=f"als-{params.rank}-{params.reg_param}-{params.alpha}-{params.max_iter}",
+                nested=True,
+            ) as child:
+                mlflow.set_tag(tracking.STEP_TAG, "tune")
+                mlflow.log_params(params.as_dict())
+                mlflow.log_metrics(
+                    {f"validation.{m.replace('@', '_at_')}": v for m, v in metrics.items()}
+                )
+                trials.append(Trial(params, metrics, child.info.run_id))
             log.info("trial %s: %s=%.4f", params.as_dict(), key, metrics[key])
-    split.unpersist()
-    return sorted(trials, key=lambda t: -t.metrics[key])
+            # Keep the best so far (the first on ties, as the stable sort below chooses).
+            if keep_fit and (best is None or metrics[key] > best[0]):
+                if best is not None:
+                    best[1].unpersist()
+                best = (metrics[key], recs)
+            else:
+                recs.unpersist()
+    training.unpersist()
+    trials = sorted(trials, key=lambda t: -t.metrics[key])
+    if best is None:
+        split.unpersist()
+        return trials, None
+    return trials, ValidationFit(split, trials[0].params, best[1], depth)
 
 
-def run(spark: SparkSession, settings: Settings, ds: date) -> TrainResult:
+def run(
+    spark: SparkSession, settings: Settings, ds: date, *, keep_validation_fit: bool = False
+) -> TrainResult:
+    """``keep_validation_fit``: hand the chosen trial's validation fit back in the result
+    (the nightly passes it on to `evaluate`); otherwise it is dropped here."""
     client = tracking.configure(settings)
     events = SILVER_EVENTS.read(spark, settings)
     strength = GOLD_USER_ITEM_STRENGTH.read(spark, settings).where(F.col(c.DS) == F.lit(ds)).cache()
@@ -134,7 +190,9 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> TrainResult:
                 **lineage,
             }
         )
-        trials = tune(events, settings, validation_start, validation_end)
+        trials, validation_fit = tune(
+            events, settings, validation_start, validation_end, keep_fit=keep_validation_fit
+        )
         params = trials[0].params if trials else params_from(settings)
         mlflow.log_params(
             {
@@ -174,7 +232,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> TrainResult:
         )
         client.set_model_version_tag(settings.registered_model_name, version, "ds", ds.isoformat())
     strength.unpersist()
-    result = TrainResult(run_info.info.run_id, version, params, trials)
+    result = TrainResult(run_info.info.run_id, version, params, trials, validation_fit)
     log.info("train %s: model version %s (candidate)\n%s", ds, version, result.report())
     return result
 

@@ -91,6 +91,19 @@ def test_nightly_end_to_end_and_rerun(
     champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
     assert champion.run_id == first.train.run_id
 
+    # Per-step wall time: every step, in order, in the result and on the run tagged nightly.
+    assert list(first.step_seconds) == nightly.STEPS
+    assert all(v > 0 for v in first.step_seconds.values())
+    assert sum(first.step_seconds.values()) <= first.seconds
+    timing = client.get_run(first.timing_run_id).data
+    assert timing.tags["step"] == "nightly" and timing.tags["ds"] == DS.isoformat()
+    for step, seconds in first.step_seconds.items():
+        assert timing.metrics[f"step_seconds.{step}"] == pytest.approx(seconds)
+        assert timing.metrics[f"spark_jobs.{step}"] >= (0 if step == "promote" else 1)
+    assert timing.metrics["nightly_seconds"] == pytest.approx(first.seconds)
+    for step in nightly.STEPS:
+        assert any(line.split()[0] == step for line in first.step_report.splitlines())
+
     # The running API serves ALS lists for a real customer, without purchased items.
     api = api_server_factory(settings)
     customer = customer_with_purchases(small_sample)
@@ -122,6 +135,12 @@ def test_nightly_end_to_end_and_rerun(
         for t in (BRONZE_EVENTS, SILVER_EVENTS, QUARANTINE_EVENTS, GOLD_USER_ITEM_STRENGTH)
     }
     assert second.silver.silver_inserted == 0
+    # The champion (the first run's model) has the candidate's parameters on the same split:
+    # measured once, and said so.
+    assert second.evaluation.reused == ["champion_config_is_candidate"]
+    assert second.evaluation.document["champion"]["ndcg@10"] == pytest.approx(
+        second.evaluation.metrics["als"]["ndcg@10"]
+    )
     assert second.publish.replaced == first.publish.version
     layout = RedisLayout(settings.redis_namespace)
     assert redis_client.get(layout.live) == second.publish.version

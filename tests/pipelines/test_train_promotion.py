@@ -72,7 +72,7 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     content.run(spark, good, DS)
     client = tracking.configure(good)  # registry too: another test may have set it globally
 
-    first = train.run(spark, good, DS)
+    first = train.run(spark, good, DS, keep_validation_fit=True)
     assert len(first.trials) == 2 and first.params.reg_param == 0.1
     assert first.trials[0].metrics["ndcg@10"] > first.trials[1].metrics["ndcg@10"]
     children = client.search_runs(
@@ -113,6 +113,22 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     )
     artifacts = {a.path for a in client.list_artifacts(evaluated.run_id)}
     assert {"evaluation.json", "report"} <= artifacts
+    assert evaluated.reused == []
+
+    # The nightly hands train's validation fit (same split, the chosen parameters) to
+    # evaluate: the hybrid is weighed on it instead of a new fit, and measures the same.
+    fit = first.validation_fit
+    assert fit is not None and fit.params == first.params and fit.depth == good.eval_depth
+    reusing = evaluate.run(spark, good, DS, tmp_path / "reuse.json", validation_fit=fit)
+    assert reusing.reused == ["validation_split_and_als_fit"]
+    assert reusing.document["hybrid"]["validation_ndcg@10"] == pytest.approx(
+        doc["hybrid"]["validation_ndcg@10"], abs=0.02
+    )
+    assert reusing.document["hybrid"]["validation_users"] == doc["hybrid"]["validation_users"]
+    for name in MODELS:
+        assert reusing.metrics[name]["ndcg@10"] == pytest.approx(
+            doc["models"][name]["ndcg@10"], abs=0.02
+        ), name
 
     # Lineage: the tables change (gold rebuilt with other weights), the run's Delta versions
     # still rebuild its training input and model.
