@@ -1,4 +1,5 @@
-"""Load benchmark of the blended GET /v1/recommendations under wrk (a script, not a test).
+"""Load benchmark of the blended GET /v1/recommendations against the trivial /healthz of the
+same server, in the same run, under wrk (a script, not a test).
 
     .venv/bin/python benchmarks/api_load.py [--users 5000] [--workers 1 2] [--duration 10]
 
@@ -7,7 +8,10 @@ published shape (ALS lists of top_k items per user, catalog, co_view / bought_to
 content neighbours, popular) plus the real-time keys the streaming job writes (recent
 events for half the users, affinity, trending), then for each worker count starts the API
 (uvicorn, uvloop + httptools) and runs ``wrk -t2 -c32 -d10s --latency`` with a Lua script
-that spreads requests over the user ids. Prints req/s, p50 and p99 per worker count.
+that spreads requests over the user ids, and the same wrk run against ``/healthz`` (one Redis
+PING): prints req/s, p50 and p99 of both per worker count and the ratios (blended / trivial
+throughput, blended / trivial p99), which move much less than absolute figures on a shared
+machine. User lists are published in the compact form the publish job writes (codec 2).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recolake import publication  # noqa: E402
 from recolake.onlinestore import KeyLayout, user_subject  # noqa: E402
+from recolake.onlinestore.batch import BatchWriter  # noqa: E402
+from recolake.onlinestore.codecs import encode_items, index_width  # noqa: E402
 from recolake.privacy import pseudonymise  # noqa: E402
 
 KEY = "benchmark-pseudonymisation-key"
@@ -67,40 +72,44 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def publish_synthetic(url: str, users: int, items: int, seed: int = 7) -> None:
-    """A publication of the real shape (see recolake/onlinestore/keys.py)."""
+    """A publication of the real shape (see recolake/onlinestore/keys.py), user lists in the
+    compact codec the publish job writes."""
     rng = random.Random(seed)
     layout = KeyLayout(NAMESPACE)
     ids = [f"i{n}" for n in range(items)]
+    position = {item: n for n, item in enumerate(ids)}
     weights = [1.0 / (1 + n) ** 0.8 for n in range(items)]  # long tail
-    common = dict(url=url, layout=layout, version="bench", buckets=BUCKETS)
+    writer = BatchWriter(url=url, layout=layout, version="bench", buckets=BUCKETS)
 
     def ranked(count: int) -> list[tuple[str, float]]:
         chosen = list(dict.fromkeys(rng.choices(ids, weights, k=count * 2)))[:count]
         return [(item, round(1.0 - r / count, 4)) for r, item in enumerate(chosen)]
 
     user_keys = [pseudonymise(f"u{n}", KEY.encode()) for n in range(users)]
-    publication.write_user_lists(((u, ranked(50)) for u in user_keys), **common)
-    publication.write_catalog(
-        ((i, f"Product {i}", f"cat{n % 40}", n % 50 != 0) for n, i in enumerate(ids)), **common
+    blocks = writer.write_item_index(ids)
+    width = index_width(len(ids))
+
+    def compact(user_key: str) -> tuple[str, list[int], list[float]]:
+        pairs = ranked(50)
+        return user_key, [position[i] for i, _ in pairs], [score for _, score in pairs]
+
+    writer.write_user_positions((compact(u) for u in user_keys), width)
+    writer.write_catalog(
+        (i, f"Product {i}", f"cat{n % 40}", n % 50 != 0) for n, i in enumerate(ids)
     )
-    publication.write_neighbours(
-        (
-            (kind, i, ranked(size))
-            for kind, size in [("co_view", 20), ("bought_together", 10), ("content", 20)]
-            for i in ids
-        ),
-        **common,
+    writer.write_neighbours(
+        (kind, i, ranked(size))
+        for kind, size in [("co_view", 20), ("bought_together", 10), ("content", 20)]
+        for i in ids
     )
-    client = redis.Redis.from_url(url, decode_responses=True)
-    publication.go_live(
-        client,
-        layout=layout,
-        version="bench",
-        buckets=BUCKETS,
+    writer.go_live(
         popular=ranked(200),
         meta={"model_version": "1"},
         grace_seconds=60,
+        index_blocks=blocks,
+        index_width=width,
     )
+    client = redis.Redis.from_url(url, decode_responses=True)
     pipe = client.pipeline(transaction=False)
     now = time.time()
     for user_key in user_keys[::2]:  # half the users browsed just now
@@ -114,14 +123,16 @@ def publish_synthetic(url: str, users: int, items: int, seed: int = 7) -> None:
             layout.affinity(user_subject(user_key)),
             json.dumps({"items": {}, "categories": cats}),
         )
-    pipe.set(layout.trending, publication.encode_items(ranked(100)))
+    pipe.set(layout.trending, encode_items(ranked(100)))
     pipe.execute()
     client.close()
 
 
-def run_wrk(base: str, users: int, duration: int, script: Path) -> dict[str, str]:
+def run_wrk(base: str, users: int, duration: int, script: Path | None) -> dict[str, str]:
+    """wrk with the users script (the blended GET), or plain against ``base`` (a path)."""
+    extra = ["-s", str(script)] if script else []
     out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", "-s", str(script), base],
+        ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", *extra, base],
         check=True,
         capture_output=True,
         text=True,
@@ -137,6 +148,23 @@ def run_wrk(base: str, users: int, duration: int, script: Path) -> dict[str, str
         "non-2xx": errors.group(1) if errors else "0",
         "raw": out,
     }
+
+
+def seconds(value: str) -> float:
+    """wrk's latency figures (``850.00us``, ``12.30ms``, ``1.20s``) in seconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if not match:
+        raise ValueError(value)
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def ratio(a: str, b: str) -> str:
+    try:
+        x, y = (float(a), float(b)) if a[-1].isdigit() else (seconds(a), seconds(b))
+    except ValueError:
+        return "?"
+    return f"{x / y:.2f}"
 
 
 def main() -> None:
@@ -223,15 +251,29 @@ def main() -> None:
                     base = f"http://127.0.0.1:{port}"
                     wait_http(f"{base}/healthz")
                     sample = httpx.get(f"{base}/v1/recommendations/u0?k=10").json()
+                    assert sample["items"][0]["source"] in {
+                        "als",
+                        "co_view",
+                        "bought_together",
+                        "content",
+                    }, sample
                     assert sample["items"] and sample["recent"], sample
                     run_wrk(base, args.users, 2, script)  # warm-up (caches, connections)
+                    trivial = run_wrk(f"{base}/healthz", args.users, args.duration, None)
                     result = run_wrk(base, args.users, args.duration, script)
                     if args.verbose:
-                        print(result["raw"])
+                        print(trivial["raw"], result["raw"])
+                    for name, r in (("healthz", trivial), ("blended", result)):
+                        print(
+                            f"workers={workers} {name}: {r['req/s']} req/s, p50 {r['p50']}, "
+                            f"p99 {r['p99']}, non-2xx {r['non-2xx']} "
+                            f"(wrk -t2 -c32 -d{args.duration}s, {args.users} users)",
+                            flush=True,
+                        )
                     print(
-                        f"workers={workers}: {result['req/s']} req/s, p50 {result['p50']}, "
-                        f"p99 {result['p99']}, non-2xx {result['non-2xx']} "
-                        f"(wrk -t2 -c32 -d{args.duration}s, {args.users} users)",
+                        f"workers={workers} blended/healthz: throughput "
+                        f"{ratio(result['req/s'], trivial['req/s'])}x, p99 "
+                        f"{ratio(result['p99'], trivial['p99'])}x",
                         flush=True,
                     )
                 finally:
