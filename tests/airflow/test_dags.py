@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout
 from tests.airflow.conftest import Airflow, build_dist, recolake_env, sample_slice
 from tests.conftest import make_settings
 
@@ -105,7 +105,7 @@ def test_nightly_dag_test_serves_recommendations(
     assert result["state"] == "success"
 
     settings = make_settings(tmp_path, redis_url=redis_server.url)
-    layout = RedisLayout(settings.redis_namespace)
+    layout = KeyLayout(settings.redis_namespace)
     assert redis_client.get(layout.live)
     api = api_server_factory(settings)
     body = httpx.get(f"{api.url}/v1/recommendations/nobody-knows-me", params={"k": 3}).json()

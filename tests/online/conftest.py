@@ -1,11 +1,11 @@
-"""A small publication of the real shape, written through the publisher's own functions."""
+"""A small publication of the real shape, written through the publish job's BatchWriter."""
 
 from __future__ import annotations
 
 import redis
 
-from recolake import publication
 from recolake.onlinestore import KeyLayout
+from recolake.onlinestore.batch import BatchWriter
 from recolake.privacy import pseudonymise
 from recolake.settings import Settings
 from tests.conftest import TEST_KEY
@@ -27,24 +27,20 @@ CATALOG = [
 def publish_sample(url: str, settings: Settings, version: str = "v7") -> None:
     """alice's ALS list, the catalog above, neighbours of "shoe", popular p1..p3; live."""
     layout = KeyLayout(settings.redis_namespace)
-    common = dict(url=url, layout=layout, version=version, buckets=settings.redis_buckets)
+    writer = BatchWriter(url=url, layout=layout, version=version, buckets=settings.redis_buckets)
     alice = pseudonymise("alice", TEST_KEY.encode())
-    publication.write_user_lists([(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])], **common)
-    publication.write_catalog(CATALOG, **common)
-    publication.write_neighbours(
+    writer.write_user_lists([(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])])
+    writer.write_catalog(CATALOG)
+    writer.write_neighbours(
         [
             ("co_view", "shoe", [("boot", 0.9), ("gone", 0.8)]),
             ("bought_together", "shoe", [("sock", 0.7)]),
             ("content", "shoe", [("new", 0.6)]),
-        ],
-        **common,
+        ]
     )
     client = redis.Redis.from_url(url, decode_responses=True)
-    publication.go_live(
-        client,
-        layout=layout,
-        version=version,
-        buckets=settings.redis_buckets,
+    writer.go_live(
+        client=client,
         popular=[("p1", 30.0), ("p2", 20.0), ("p3", 10.0)],
         meta={"model_version": "7", "ds": "2026-01-01"},
         grace_seconds=5,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from recolake import publication
-from recolake.redis_layout import RedisLayout
+from recolake.onlinestore import KeyLayout
+from recolake.onlinestore.batch import BatchWriter
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.redis
@@ -15,9 +15,9 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def published(redis_client, redis_server, tmp_path):
     settings = make_settings(tmp_path, redis_url=redis_server.url)
-    layout = RedisLayout(settings.redis_namespace)
-    common = dict(url=redis_server.url, layout=layout, version="v1", buckets=4)
-    publication.write_catalog(
+    layout = KeyLayout(settings.redis_namespace)
+    writer = BatchWriter(url=redis_server.url, layout=layout, version="v1", buckets=4)
+    writer.write_catalog(
         [
             ("shoe", "Red shoe", "shoes", True),
             ("boot", "Boot", "shoes", True),
@@ -25,22 +25,17 @@ def published(redis_client, redis_server, tmp_path):
             ("sock", "Wool sock", "socks", True),
             ("gone", "Sold out", "shoes", False),
             ("lonely", "No neighbours", "misc", True),
-        ],
-        **common,
+        ]
     )
-    publication.write_neighbours(
+    writer.write_neighbours(
         [
             ("content", "shoe", [("boot", 0.9), ("gone", 0.8), ("heel", 0.5)]),
             ("co_view", "shoe", [("sock", 4.0), ("boot", 2.0)]),
             ("bought_together", "shoe", [("sock", 0.7), ("heel", 0.2)]),
-        ],
-        **common,
+        ]
     )
-    publication.go_live(
-        redis_client,
-        layout=layout,
-        version="v1",
-        buckets=4,
+    writer.go_live(
+        client=redis_client,
         popular=[("shoe", 1.0)],
         meta={"model_version": "1"},
         grace_seconds=5,

@@ -15,8 +15,8 @@ from features.tables import BRONZE_EVENTS, GOLD_USER_ITEM_STRENGTH, QUARANTINE_E
 from models.offline import MODELS
 from pipelines import nightly
 from recolake import tracking
+from recolake.onlinestore import KeyLayout
 from recolake.privacy import pseudonymise
-from recolake.redis_layout import RedisLayout
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
 
@@ -142,7 +142,7 @@ def test_nightly_end_to_end_and_rerun(
         second.evaluation.metrics["als"]["ndcg@10"]
     )
     assert second.publish.replaced == first.publish.version
-    layout = RedisLayout(settings.redis_namespace)
+    layout = KeyLayout(settings.redis_namespace)
     assert redis_client.get(layout.live) == second.publish.version
     assert (
         0 < redis_client.ttl(layout.meta(first.publish.version)) <= settings.publish_grace_seconds
