@@ -14,14 +14,24 @@ AFTER = ALS with 2 x 2 blocks (one per core), MEMORY_ONLY intermediate/final sto
 input, and ``models.topk.top_k_blocked`` (numpy matmul per user block, seen items excluded).
 implicit = ``implicit.cpu.als.AlternatingLeastSquares`` with ``num_threads=2`` (Spark runs
 local[2]) and ``recommend(..., filter_already_liked_items=True)`` for all users.
+
+BLAS threads are pinned to 1 on both sides (``OPENBLAS_NUM_THREADS``: here for numpy/implicit,
+``recolake.spark.build_session`` for the JVM and the Python workers): the parallelism is
+implicit's 2 threads and Spark's 2 tasks. The BLAS classes MLlib resolved are printed, with
+the load average (the machine is shared) and the CPU seconds of each fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+# Before numpy is imported: implicit warns that an OpenBLAS pool under its own threads
+# "can lead to severe performance issues" (measured: fit 2x, recommend 5x slower).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pandas as pd
@@ -46,12 +56,34 @@ def synthetic(n: int, users: int, items: int, seed: int = 7) -> pd.DataFrame:
     return df
 
 
-def timed(label: str, fn):
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def timed(label: str, fn, cpu=None):
+    """Wall seconds of ``fn``; with ``cpu`` (a CPU-seconds clock) also the CPU it used."""
+    cpu_start = cpu() if cpu else 0.0
     start = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - start
-    print(f"  {label:<55s} {seconds:8.2f} s", flush=True)
+    used = f"   cpu {cpu() - cpu_start:7.2f} s" if cpu else ""
+    print(f"  {label:<55s} {seconds:8.2f} s{used}", flush=True)
     return result, seconds
+
+
+def blas_backend(spark) -> str:
+    """The BLAS/LAPACK classes MLlib resolved in this JVM (ALS's NormalEquation calls
+    ``BLAS.nativeBLAS``: JNIBLAS = the system libblas.so.3, else the Java fallback)."""
+    jvm = spark._jvm
+    ml_blas = jvm.java.lang.Class.forName("org.apache.spark.ml.linalg.BLAS$")
+    ml_blas = ml_blas.getField("MODULE$").get(None)
+    lapack = jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance()
+    threads = jvm.java.lang.System.getenv("OPENBLAS_NUM_THREADS")
+    return (
+        f"nativeBLAS {ml_blas.nativeBLAS().getClass().getSimpleName()}, "
+        f"javaBLAS {ml_blas.javaBLAS().getClass().getSimpleName()}, "
+        f"LAPACK {lapack.getClass().getSimpleName()}, JVM OPENBLAS_NUM_THREADS={threads}"
+    )
 
 
 def run_implicit(data: pd.DataFrame, users: int, items: int) -> tuple[float, float]:
@@ -75,8 +107,9 @@ def run_implicit(data: pd.DataFrame, users: int, items: int) -> tuple[float, flo
         random_state=42,
         calculate_training_loss=False,
     )
-    print("implicit 0.7.3 (num_threads=2):")
-    _, fit_s = timed("fit", lambda: model.fit(ui, show_progress=False))
+    blas_threads = os.environ["OPENBLAS_NUM_THREADS"]
+    print(f"implicit 0.7.3 (num_threads=2, OPENBLAS_NUM_THREADS={blas_threads}):")
+    _, fit_s = timed("fit", lambda: model.fit(ui, show_progress=False), time.process_time)
     all_users = np.arange(users)
     _, topk_s = timed(
         f"recommend top-{K} all users, seen excluded",
@@ -95,6 +128,14 @@ def run_spark(data: pd.DataFrame, skip_crossjoin: bool) -> dict[str, float]:
     spark = build_session(Settings(spark_master="local[2]", spark_driver_memory="6g"), "als-speed")
     spark.conf.set("spark.sql.shuffle.partitions", "4")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    print(f"MLlib: {blas_backend(spark)}")
+    stat = Path(f"/proc/{spark._jvm.java.lang.ProcessHandle.current().pid()}/stat")
+
+    def jvm_cpu() -> float:
+        """User + system seconds of the JVM (local mode: the driver runs the tasks)."""
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     frame = spark.createDataFrame(data).repartition(2).cache()
     frame.count()
     exclude = frame.select("user_idx", "item_idx")
@@ -105,7 +146,6 @@ def run_spark(data: pd.DataFrame, skip_crossjoin: bool) -> dict[str, float]:
     def als(**extra) -> ALS:
         return ALS(
             rank=RANK,
-            maxIter=ITERS,
             regParam=REG,
             alpha=ALPHA,
             implicitPrefs=True,
@@ -113,7 +153,7 @@ def run_spark(data: pd.DataFrame, skip_crossjoin: bool) -> dict[str, float]:
             itemCol="item_idx",
             ratingCol="strength",
             seed=42,
-            **extra,
+            **{"maxIter": ITERS, **extra},
         )
 
     def fit(estimator):
@@ -122,8 +162,11 @@ def run_spark(data: pd.DataFrame, skip_crossjoin: bool) -> dict[str, float]:
         return model
 
     out: dict[str, float] = {}
+    # A fresh JVM runs the first fit interpreted: measured 2x slower than the next one, which
+    # would land on whichever variant runs first.
+    timed("JIT warm-up (ALS, 2 iterations, not compared)", lambda: fit(als(maxIter=2)), jvm_cpu)
     print("Spark BEFORE (default ALS: 10x10 blocks, MEMORY_AND_DISK):")
-    before, out["fit_before"] = timed("ALS fit", lambda: fit(als()))
+    before, out["fit_before"] = timed("ALS fit", lambda: fit(als()), jvm_cpu)
     _, out["rfau"] = timed(
         f"recommendForAllUsers({K}) (seen NOT excluded)",
         lambda: sink(before.recommendForAllUsers(K)),
@@ -140,7 +183,7 @@ def run_spark(data: pd.DataFrame, skip_crossjoin: bool) -> dict[str, float]:
         intermediateStorageLevel="MEMORY_ONLY",
         finalStorageLevel="MEMORY_ONLY",
     )
-    after, out["fit_after"] = timed("ALS fit", lambda: fit(tuned))
+    after, out["fit_after"] = timed("ALS fit", lambda: fit(tuned), jvm_cpu)
     _, out["topk_after"] = timed(
         f"models.topk.top_k_blocked({K}), seen excluded",
         lambda: sink(top_k_blocked(after.userFactors, after.itemFactors, K, exclude)),
@@ -161,8 +204,10 @@ def main() -> None:
         f"data: {len(data):,} interactions, {args.users:,} users, {args.items:,} items; "
         f"rank {RANK}, {ITERS} iterations, top-{K}; same process, back to back, 2 shared cores"
     )
+    print(f"start: {load()}")
     imp_fit, imp_topk = run_implicit(data, args.users, args.items)
     s = run_spark(data, args.skip_crossjoin)
+    print(f"end: {load()}")
     print("ratios (Spark time / implicit time):")
     print(
         f"  fit   before {s['fit_before'] / imp_fit:6.1f}x   after {s['fit_after'] / imp_fit:6.1f}x"

@@ -23,6 +23,9 @@ def jar_paths(settings: Settings) -> list[str]:
     return jars
 
 
+_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
 def build_session(settings: Settings, app_name: str = "recolake") -> SparkSession:
     """Get or create the session. Under spark-submit, an existing master is kept."""
     builder = (
@@ -39,6 +42,8 @@ def build_session(settings: Settings, app_name: str = "recolake") -> SparkSessio
         .config("spark.ui.showConsoleProgress", "false")
         # Delta reconstructs table state with this many tasks (default 50: slow on 2 cores).
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+        # Python workers (numpy in mapInPandas) and executors: one BLAS thread per task.
+        .config(f"spark.executorEnv.{_BLAS_THREADS}", "1")
     )
     if not _jars_already_given():
         builder = builder.config("spark.jars", ",".join(jar_paths(settings)))
@@ -49,6 +54,10 @@ def build_session(settings: Settings, app_name: str = "recolake") -> SparkSessio
             # SparkContext reads the variable when it starts.
             os.environ["PYSPARK_PYTHON"] = sys.executable
         if settings.spark_master.startswith("local"):
+            # MLlib's native BLAS (netlib JNIBLAS -> OpenBLAS) runs inside this JVM's task
+            # threads: an OpenBLAS pool per call on top of them oversubscribes the cores
+            # (benchmarks/README.md, ALS speed). The JVM reads it when it starts.
+            os.environ.setdefault(_BLAS_THREADS, "1")
             # Loopback only. Memory only applies when this process starts the JVM.
             builder = (
                 builder.config("spark.driver.memory", settings.spark_driver_memory)
