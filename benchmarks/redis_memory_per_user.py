@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/redis_memory_per_user.py [--users 200000] [--items 50]
 
-Starts a private redis-server on a free port (nothing else in it), writes with the real
-writer (recolake.onlinestore.batch.BatchWriter.write_user_lists), prints used_memory delta / user.
+Starts a private redis-server on a free port (nothing else in it), writes the same users with
+the real writer in both codecs — JSON lists (codec 1, ``BatchWriter.write_user_lists``) and
+the compact lists the publish job writes (codec 2, ``write_user_positions`` + the item
+index) — and prints the used_memory delta per user of each, and the read-back check.
+User keys are real pseudonymised keys (64 hex characters, as silver makes them).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import shutil
 import socket
@@ -20,6 +24,7 @@ import redis
 
 from recolake.onlinestore import KeyLayout
 from recolake.onlinestore.batch import BatchWriter
+from recolake.onlinestore.codecs import decode_ranked_positions, index_width
 
 
 def free_port() -> int:
@@ -33,6 +38,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--buckets", type=int, default=1024)
+    parser.add_argument(
+        "--catalog", type=int, default=4000, help="items (past 65,536 positions take 3 bytes)"
+    )
     args = parser.parse_args()
     port = free_port()
     tmp = tempfile.mkdtemp()
@@ -49,31 +57,56 @@ def main() -> None:
                 break
             except redis.ConnectionError:
                 time.sleep(0.05)
-        before = client.info("memory")["used_memory"]
         rng = random.Random(7)
-        catalog = [f"{rng.randrange(10**5, 10**6)}" for _ in range(4000)]  # retail-like ids
-        users = (
+        catalog = [f"{n:06d}{rng.randrange(10**3)}" for n in range(args.catalog)]  # retail-like
+        position = {item: n for n, item in enumerate(catalog)}
+        lists = [
             (
-                f"{rng.getrandbits(64):016x}",
-                [(rng.choice(catalog), rng.random() * 3) for _ in range(args.items)],
+                hashlib.sha256(f"user-{n}".encode()).hexdigest(),
+                [
+                    (catalog[rng.randrange(len(catalog))], rng.random() * 3)
+                    for _ in range(args.items)
+                ],
             )
-            for _ in range(args.users)
-        )
-        started = time.perf_counter()
-        BatchWriter(
-            url=url, layout=KeyLayout("bench"), version="v1", buckets=args.buckets
-        ).write_user_lists(users)
-        seconds = time.perf_counter() - started
-        after = client.info("memory")["used_memory"]
-        per_user = (after - before) / args.users
-        sample_key = KeyLayout("bench").recs("v1", 0)
+            for n in range(args.users)
+        ]
+        for lst in lists:
+            lst[1].sort(key=lambda pair: -pair[1])
+        layout = KeyLayout("bench")
         print(f"users={args.users} items/user={args.items} buckets={args.buckets}")
-        print(f"used_memory delta: {(after - before) / 2**20:.1f} MiB, {per_user:.0f} B/user")
-        print(
-            f"MEMORY USAGE of one bucket hash: {client.memory_usage(sample_key)} B, "
-            f"{client.hlen(sample_key)} users in it"
-        )
-        print(f"write time: {seconds:.1f} s ({args.users / seconds:.0f} users/s, one writer)")
+        results = {}
+        for codec in ("1", "2"):
+            client.flushall()
+            before = client.info("memory")["used_memory"]
+            writer = BatchWriter(url=url, layout=layout, version="v1", buckets=args.buckets)
+            started = time.perf_counter()
+            if codec == "1":
+                writer.write_user_lists(lists)
+            else:
+                writer.write_item_index(catalog)
+                writer.write_user_positions(
+                    (
+                        (user, [position[i] for i, _ in items], [s for _, s in items])
+                        for user, items in lists
+                    ),
+                    index_width(len(catalog)),
+                )
+            seconds = time.perf_counter() - started
+            after = client.info("memory")["used_memory"]
+            per_user = (after - before) / args.users
+            results[codec] = per_user
+            user, items = lists[0]
+            stored = client.hget(layout.recs("v1", layout.bucket_of(user, args.buckets)), user)
+            if codec == "2":
+                got = [catalog[p] for p, _ in decode_ranked_positions(stored)]
+                assert got == [i for i, _ in items], "compact list does not read back"
+            print(
+                f"codec {codec}: used_memory delta {(after - before) / 2**20:.1f} MiB, "
+                f"{per_user:.0f} B/user, value {len(stored)} B, write {seconds:.1f} s "
+                f"({args.users / seconds:.0f} users/s, one writer)",
+                flush=True,
+            )
+        print(f"compact / JSON: {results['2'] / results['1']:.2f}x memory per user")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
