@@ -84,6 +84,8 @@ def main() -> None:
                 writer.write_user_lists(lists)
             else:
                 writer.write_item_index(catalog)
+                index_bytes = client.info("memory")["used_memory"] - before
+                before += index_bytes  # per publication, not per user: reported on its own
                 writer.write_user_positions(
                     (
                         (user, [position[i] for i, _ in items], [s for _, s in items])
@@ -106,6 +108,10 @@ def main() -> None:
                 f"({args.users / seconds:.0f} users/s, one writer)",
                 flush=True,
             )
+        print(
+            f"compact item index (once per publication): {index_bytes / 2**20:.1f} MiB for "
+            f"{len(catalog)} items"
+        )
         print(f"compact / JSON: {results['2'] / results['1']:.2f}x memory per user")
     finally:
         proc.terminate()
