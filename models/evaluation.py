@@ -1,4 +1,4 @@
-"""Offline evaluation on a time-based split, with Spark's RankingEvaluator.
+"""Offline evaluation on a time-based split, with Spark's RankingEvaluator's metrics.
 
 Ground truth per user is the set of items they interacted with positively in the held-out
 period and had not interacted with before it (recommenders hide seen items, so measuring
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.ml.evaluation import RankingEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -107,13 +107,45 @@ class RankingEvaluation:
             )
             .cache()
         )
+        self._values: dict[str, float] | None = None
         self.users = self._frame.count()
         if self.users == 0:
             raise ValueError("no user has ground truth: the test period is empty")
 
     def _metric(self, name: str) -> float:
-        evaluator = RankingEvaluator(metricName=METRICS[name], k=self.k)
-        return float(evaluator.evaluate(self._frame))
+        return self._all()[name]
+
+    def _all(self) -> dict[str, float]:
+        """Every metric in one aggregation (one Spark job, not one or more per metric), with
+        RankingEvaluator's definitions (tests check parity on random lists): binary gain,
+        precision over k, recall over the relevant items, AP@k over min(relevant, k), and the
+        share of users with any relevant item in their top k."""
+        if self._values is None:
+            k = self.k
+            hits = f"transform(slice(prediction, 1, {k}), x -> IF(array_contains(label, x), 1, 0))"
+            n_hits = f"aggregate({hits}, 0, (a, h) -> a + h)"
+            dcg = f"aggregate(transform({hits}, (h, i) -> h / log2(i + 2)), 0D, (a, v) -> a + v)"
+            ideal = (
+                f"aggregate(transform(sequence(1, least(size(label), {k})), i -> 1D / log2(i + 1)),"
+                " 0D, (a, v) -> a + v)"
+            )
+            precision_sum = (
+                f"aggregate(transform({hits}, (h, i) -> h * aggregate(slice({hits}, 1, i + 1), 0,"
+                " (a, x) -> a + x) / (i + 1)), 0D, (a, v) -> a + v)"
+            )
+
+            def per_user(expr: str) -> Column:  # a user without relevant items scores 0
+                return F.expr(f"IF(size(label) = 0, 0D, {expr})")
+
+            row = self._frame.agg(
+                F.avg(per_user(f"{n_hits} / {k}")).alias("precision"),
+                F.avg(per_user(f"{n_hits} / size(label)")).alias("recall"),
+                F.avg(per_user(f"{dcg} / {ideal}")).alias("ndcg"),
+                F.avg(per_user(f"{precision_sum} / least(size(label), {k})")).alias("map"),
+                F.avg(per_user(f"IF({n_hits} > 0, 1D, 0D)")).alias("hit_rate"),
+            ).first()
+            self._values = {name: float(row[name]) for name in (*METRICS, "hit_rate")}
+        return self._values
 
     def precision(self) -> float:
         return self._metric("precision")
@@ -129,13 +161,15 @@ class RankingEvaluation:
 
     def hit_rate(self) -> float:
         """Share of evaluated users with at least one relevant item in their top k."""
-        hits = F.size(F.array_intersect(F.slice("prediction", 1, self.k), "label")) > 0
-        return float(self._frame.agg(F.avg(hits.cast("double"))).first()[0])
+        return self._metric("hit_rate")
 
     def all(self) -> dict[str, float]:
-        out = {f"{name}@{self.k}": self._metric(name) for name in METRICS}
-        out[f"hit_rate@{self.k}"] = self.hit_rate()
-        return out
+        return {f"{name}@{self.k}": value for name, value in self._all().items()}
+
+    def reference(self, name: str) -> float:
+        """The metric as Spark's RankingEvaluator computes it (the parity tests' yardstick)."""
+        evaluator = RankingEvaluator(metricName=METRICS[name], k=self.k)
+        return float(evaluator.evaluate(self._frame))
 
 
 def _top(recommendations: DataFrame, k: int) -> DataFrame:

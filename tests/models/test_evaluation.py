@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
+from pyspark.sql import functions as F
 
 from features import columns as c
 from models.baselines import popular_for_users
@@ -146,3 +148,20 @@ def test_coverage_diversity_novelty_hand_computed(spark):
     assert novelty(recs, inter, 3) == pytest.approx((0 + 1 + 2 + 0 + 2 + 2) / 6)
     with pytest.raises(ValueError, match="positive"):
         catalog_coverage(recs, 0, 2)
+
+
+def test_one_pass_metrics_equal_spark_ranking_evaluator_on_random_lists(spark):
+    """The single-aggregation metrics against Spark's own RankingEvaluator (the trusted
+    implementation): random lists of random lengths, duplicates across users, users without
+    recommendations, several k."""
+    rng = random.Random(11)
+    items = [str(i) for i in range(40)]
+    lists = {f"u{u}": rng.sample(items, rng.randint(1, 15)) for u in range(60)}
+    truth = {f"u{u}": rng.sample(items, rng.randint(1, 8)) for u in range(0, 70, 1)}
+    recs, truth_df = recs_frame(spark, lists), truth_frame(spark, truth)
+    for k in (1, 5, 10):
+        ev = RankingEvaluation(recs.where(F.col(c.RANK) <= k), truth_df, k=k)
+        for name in ("precision", "recall", "ndcg", "map"):
+            assert getattr(ev, name)() == pytest.approx(ev.reference(name), abs=1e-12), (name, k)
+        hits = [any(i in set(truth[u]) for i in lists.get(u, [])[:k]) for u in truth]
+        assert ev.hit_rate() == pytest.approx(sum(hits) / len(hits))

@@ -52,6 +52,7 @@ def customer_with_purchases(path) -> str:
     return max(counts, key=counts.get)
 
 
+@pytest.mark.timeout(1800)  # two whole nightlies of a slice of the sample
 def test_nightly_end_to_end_and_rerun(
     spark, small_sample, redis_server, redis_client, tmp_path, api_server_factory
 ):
