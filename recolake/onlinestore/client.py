@@ -50,16 +50,20 @@ def _plain_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def connect(url: str, timeouts: RedisTimeouts | None = None) -> redis.Redis:
-    """A synchronous client (jobs, executors, CLI)."""
-    t = timeouts or RedisTimeouts()
-    common = dict(
+def _client_options(t: RedisTimeouts) -> dict:
+    return dict(
         decode_responses=True,
         # compact values are binary (codecs.as_bytes recovers them exactly)
         encoding_errors="surrogateescape",
         socket_connect_timeout=t.connect_seconds,
         socket_timeout=t.socket_seconds,
     )
+
+
+def connect(url: str, timeouts: RedisTimeouts | None = None) -> redis.Redis:
+    """A synchronous client (jobs, executors, CLI)."""
+    t = timeouts or RedisTimeouts()
+    common = _client_options(t)
     if is_cluster_url(url):
         from redis.cluster import RedisCluster
 
@@ -73,13 +77,7 @@ def connect(url: str, timeouts: RedisTimeouts | None = None) -> redis.Redis:
 def connect_async(url: str, timeouts: RedisTimeouts | None = None) -> aioredis.Redis:
     """An asyncio client (the API)."""
     t = timeouts or RedisTimeouts()
-    common = dict(
-        decode_responses=True,
-        # compact values are binary (codecs.as_bytes recovers them exactly)
-        encoding_errors="surrogateescape",
-        socket_connect_timeout=t.connect_seconds,
-        socket_timeout=t.socket_seconds,
-    )
+    common = _client_options(t)
     if is_cluster_url(url):
         from redis.asyncio.cluster import RedisCluster
 
