@@ -26,16 +26,22 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A real redis-server process on loopback, owned by the test session."""
+    """A real redis-server process on loopback without persistence, on a port of its own that
+    survives a restart (``stop()`` then ``start()``: same port, empty data)."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
             raise RuntimeError("redis-server is not on PATH: run `make redis` (Debian package)")
-        self.port = free_port()
+        self.port, self.workdir = free_port(), workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -45,12 +51,11 @@ class RedisServer:
                 "--appendonly",
                 "no",
                 "--dir",
-                str(workdir),
+                str(self.workdir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
@@ -63,9 +68,12 @@ class RedisServer:
                 time.sleep(0.05)
         client.close()
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+    def stop(self, *, kill: bool = False) -> None:
+        """Terminate (or ``kill``: a crash, nothing flushed) and wait."""
+        if self.process is not None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
 
 
 @pytest.fixture(scope="session")

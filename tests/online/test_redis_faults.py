@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import TEST_KEY, free_port, make_settings
+from tests.conftest import TEST_KEY, RedisServer, free_port, make_settings
 from tests.online.conftest import publish_sample
 
 pytestmark = pytest.mark.redis
@@ -29,42 +28,10 @@ PAUSE_MS = 3000
 CONCURRENCY = 16
 
 
-class OwnRedis:
-    """A redis-server without persistence on a fixed port, restartable on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = free_port(), workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not on PATH: run `make redis`"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
 def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
+    """A redis-server of this test's own (it is stalled, killed and restarted)."""
+    server = RedisServer(tmp_path)
     yield server
     server.stop()
 
@@ -238,7 +205,7 @@ def test_stalled_redis_answers_503_within_bound_and_recovers(api, own_redis):
 
 def test_503_carries_retry_after_and_error_body(api, own_redis):
     _settings, server = api
-    own_redis.stop()
+    own_redis.stop(kill=True)
     response = httpx.get(f"{server.url}/v1/recommendations/alice", timeout=10)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
@@ -250,7 +217,7 @@ def test_503_carries_retry_after_and_error_body(api, own_redis):
 def test_redis_restarted_without_persistence_says_nothing_published_until_republish(api, own_redis):
     settings, server = api
     assert httpx.get(f"{server.url}/v1/recommendations/alice").status_code == 200
-    own_redis.stop()
+    own_redis.stop(kill=True)
     own_redis.start()  # same port, empty: no persistence
     deadline = time.monotonic() + 5
     while True:  # the live pointer is cached for 1 s
