@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         default=12, gt=0, description="TTL of an anonymous session's real-time keys."
     )
 
-    # --- request-time blend (online/blend.py) ---------------------------------------------
+    # --- request-time blend (recolake/ranking.py) ---------------------------------------------
     blend_weight_als: float = Field(default=1.0, ge=0, description="Weight of the ALS list.")
     blend_weight_neighbours: float = Field(
         default=0.8, ge=0, description="Weight of CF neighbours (co_view, bought_together)."

@@ -35,3 +35,8 @@ def champion_uri(settings: Settings) -> str:
 #: Run tag naming the nightly step that made a run (train, tune, evaluate); promote finds the
 #: evaluation of a date by it.
 STEP_TAG = "step"
+
+#: Model-version tag holding the blend weights (``recolake.ranking.Weights.to_json``) chosen
+#: on validation for that version: `promote` sets it, `publish` copies it into the
+#: publication's metadata, the API ranks with it.
+SERVED_WEIGHTS_TAG = "served_weights"

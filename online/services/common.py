@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from online.blend import Filters, Weights
 from online.services import UnavailableError
 from recolake.onlinestore.reader import NothingPublishedError
+from recolake.ranking import Filters, Weights
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.api")

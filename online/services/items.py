@@ -3,10 +3,10 @@ filtered (no user needed: product pages, carts)."""
 
 from __future__ import annotations
 
-from online.blend import similar
 from online.services import NotFoundError
 from online.services.common import filters_of, guarded
 from recolake.onlinestore.reader import Reader
+from recolake.ranking import similar
 from recolake.settings import Settings
 
 

@@ -3,18 +3,18 @@
 
 Candidates come from the user's published ALS list, the neighbours (co_view,
 bought_together, content) of the recent items the streaming job keeps per user/session,
-trending and popular; see online/blend.py for the scoring."""
+trending and popular; see recolake/ranking.py for the scoring."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from online.blend import Inputs, Ranked, anchors, blend
 from online.services.common import filters_of, guarded, weights_of
 from recolake.onlinestore import NEIGHBOUR_KINDS, session_subject, user_subject
 from recolake.onlinestore.reader import Reader, Snapshot
 from recolake.onlinestore.values import decode_category_affinity
 from recolake.privacy import pseudonymise
+from recolake.ranking import Inputs, Ranked, anchors, blend
 from recolake.settings import Settings
 
 

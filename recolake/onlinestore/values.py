@@ -1,29 +1,22 @@
-"""What the Reader decodes from Redis, as plain values: no Redis and no pyspark here, so the
-request-time blend (online/blend.py) and any offline replay share them."""
+"""What the Reader decodes from Redis into the ranker's plain values (``recolake.ranking``
+owns ItemInfo and RecentEvent: it imports neither Redis nor pyspark, so the API and the
+offline replay share them)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from recolake.ranking import ItemInfo, RecentEvent
 
-@dataclass(frozen=True)
-class ItemInfo:
-    """Published catalog entry of one item (KeyLayout.items hash)."""
-
-    title: str | None = None
-    category: str | None = None
-    available: bool = True
-
-
-@dataclass(frozen=True)
-class RecentEvent:
-    """One entry of a subject's recent list (KeyLayout.recent), newest first."""
-
-    item_id: str
-    event_type: str
-    ts: float | None = None
+__all__ = [
+    "ItemInfo",
+    "RecentEvent",
+    "decode_category_affinity",
+    "decode_item_info",
+    "decode_recent",
+    "merge_recent",
+]
 
 
 def decode_item_info(payload: str | None) -> ItemInfo | None:

@@ -10,17 +10,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-sys.modules["pyspark"] = None  # any `import pyspark...` now raises ImportError
+for name in {forbidden!r}:
+    sys.modules[name] = None  # any `import <name>...` now raises ImportError
 import {module}
-loaded = sorted(m for m in sys.modules if m == "pyspark" or m.startswith("pyspark."))
-assert loaded == ["pyspark"], loaded  # only our None placeholder
+loaded = sorted(
+    m for m in sys.modules for f in {forbidden!r} if m == f or m.startswith(f + ".")
+)
+assert loaded == sorted({forbidden!r}), loaded  # only our None placeholders
 print("ok")
 """
 
 
-def _imports_without_pyspark(module: str) -> subprocess.CompletedProcess:
+def _imports_without_pyspark(
+    module: str, forbidden: tuple[str, ...] = ("pyspark",)
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", PROBE.format(module=module)],
+        [sys.executable, "-c", PROBE.format(module=module, forbidden=forbidden)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,6 +46,17 @@ def test_onlinestore_imports_without_pyspark():
     ):
         done = _imports_without_pyspark(module)
         assert done.returncode == 0 and done.stdout.strip() == "ok", (module, done.stderr)
+
+
+def test_the_ranker_imports_neither_pyspark_nor_redis():
+    """recolake.ranking runs in the API and inside Spark's Python workers alike."""
+    done = _imports_without_pyspark("recolake.ranking", ("pyspark", "redis"))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_probe_detects_a_redis_import():
+    done = _imports_without_pyspark("recolake.onlinestore.reader", ("pyspark", "redis"))
+    assert done.returncode != 0 and "redis" in done.stderr
 
 
 def test_the_probe_detects_a_pyspark_import():

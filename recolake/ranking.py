@@ -1,6 +1,9 @@
-"""Request-time blend: pure functions from what Redis returned to the ranked, filtered list.
+"""THE ranker: candidates -> scored, filtered, diversified, explained list.
 
-No I/O here (the store fetches, this ranks), so every rule is unit-tested without Redis.
+One ranker offline and online: the API calls ``blend`` per request with what Redis returned,
+the offline evaluation calls it per user (inside Spark's ``applyInPandas``) with the state
+that user had at the cut, so what is measured is what is served. No I/O here and no pyspark
+or Redis imports (a test asserts it): every rule is unit-tested on plain values.
 
 Each source contributes ``weight * rank_score`` for each item it proposes, where
 ``rank_score`` falls linearly from 1 (first) towards 0 (last of that list): raw scores are
@@ -13,11 +16,10 @@ the categories the visitor is browsing now.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-
-from recolake.onlinestore.values import ItemInfo, RecentEvent
 
 #: Every source a recommended item can come from (the `source` field).
 SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular")
@@ -30,7 +32,28 @@ ANCHOR_PHRASE = {
 
 
 @dataclass(frozen=True)
+class ItemInfo:
+    """Published catalog entry of one item."""
+
+    title: str | None = None
+    category: str | None = None
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    """One entry of a subject's recent list, newest first."""
+
+    item_id: str
+    event_type: str
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
 class Weights:
+    """How much each source counts. Chosen on the validation split by the evaluation,
+    carried by the publication's metadata (``to_json``/``from_json``), used by the API."""
+
     als: float = 1.0
     neighbours: float = 0.8
     content: float = 0.5
@@ -38,6 +61,35 @@ class Weights:
     popular: float = 0.2
     affinity: float = 0.3
     anchor_decay: float = 0.8
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in WEIGHT_NAMES}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, float]) -> Weights:
+        """Unknown names are an error (a typo must not silently weigh nothing); missing
+        names keep their defaults."""
+        unknown = set(values) - set(WEIGHT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown blend weights {sorted(unknown)}; known: {WEIGHT_NAMES}")
+        out = {name: float(v) for name, v in values.items()}
+        if any(v < 0 for v in out.values()):
+            raise ValueError(f"blend weights must be >= 0: {out}")
+        return cls(**out)
+
+    @classmethod
+    def from_json(cls, payload: str) -> Weights:
+        doc = json.loads(payload)
+        if not isinstance(doc, dict):
+            raise ValueError(f"blend weights must be a JSON object, got {type(doc).__name__}")
+        return cls.from_mapping(doc)
+
+
+#: The names of Weights' fields, in order.
+WEIGHT_NAMES = ("als", "neighbours", "content", "trending", "popular", "affinity", "anchor_decay")
 
 
 @dataclass(frozen=True)

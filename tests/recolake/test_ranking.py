@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from online.blend import (
+from recolake.onlinestore.values import (
+    decode_category_affinity,
+    decode_item_info,
+    decode_recent,
+    merge_recent,
+)
+from recolake.ranking import (
     Filters,
     Inputs,
     ItemInfo,
@@ -15,12 +21,6 @@ from online.blend import (
     anchors,
     blend,
     similar,
-)
-from recolake.onlinestore.values import (
-    decode_category_affinity,
-    decode_item_info,
-    decode_recent,
-    merge_recent,
 )
 
 W = Weights()
