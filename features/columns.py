@@ -38,3 +38,13 @@ NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
 #: Raw event fields of the generic format, in file order (all strings in bronze).
 RAW_EVENT_FIELDS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION_ID, QUANTITY, PRICE)
 RAW_ITEM_FIELDS = (ITEM_ID, TITLE, CATEGORY, PRICE, AVAILABLE)
+
+# Online experiments: silver.impressions (the API's logged lists) and gold.experiment_results.
+RECOMMENDATION_ID = "recommendation_id"
+SUBJECT = "subject"  # real-time subject: u:<user_key> or s:<hmac of the session id>
+EXPERIMENT = "experiment"
+VARIANT = "variant"
+ENDPOINT = "endpoint"
+POSITION = "position"
+SOURCE = "source"
+IMPRESSION_TIME = "impression_time"
