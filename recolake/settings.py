@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     api_health_timeout_seconds: float = Field(
         default=0.25, gt=0, description="/healthz: deadline of its Redis PING (503 past it)."
     )
+    api_metrics_timeout_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="/metrics: deadline of its Redis read of the streaming job's progress "
+        "(past it the streaming gauges are left out; /metrics still answers).",
+    )
     realtime_user_ttl_hours: float = Field(
         default=30 * 24, gt=0, description="TTL of a user's real-time keys (refreshed by events)."
     )
@@ -266,6 +272,24 @@ class Settings(BaseSettings):
         default=None,
         description="Key of the HMAC-SHA256 that replaces user ids past bronze. Required by "
         "the silver job and the API; `make demo` generates one into .recolake/.",
+    )
+    erasure_requests_dir: str = Field(
+        default=str(VAR_DIR / "erasure" / "requests"),
+        description="Where DELETE /v1/users/{id} leaves its durable erasure requests "
+        "(pseudonymised keys only) for `recolake forget --pending` (the nightly runs it first).",
+    )
+    erasure_vacuum_retention_hours: float = Field(
+        default=168.0,
+        ge=0,
+        description="VACUUM retention used by `recolake forget` and `recolake retention`: the "
+        "files a DELETE rewrote stay readable by time travel for this long, then are removed "
+        "from storage. 0 removes them at once (safe only while no job writes the table).",
+    )
+    bronze_retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="`recolake retention --ds D` deletes bronze rows ingested before "
+        "D minus this many days (raw events are kept no longer than needed).",
     )
 
     # --- features ------------------------------------------------------------------------
