@@ -93,6 +93,18 @@ class Champion(ModelVersionRef):
         return {**rest, "metrics": {**flat, **(rest.get("metrics") or {})}}
 
 
+class Promotion(_Strict):
+    """The gate's decision on this evaluation (added by `promote`, absent before it ran)."""
+
+    metric: str = Field(description="the primary metric of the served blend, e.g. ndcg@10")
+    candidate_version: str
+    candidate: float = Field(description="the candidate's served value")
+    champion_version: str | None = None
+    champion: float | None = Field(None, description="the champion's served value")
+    promoted: bool
+    reason: str
+
+
 class EvaluationDocument(_Strict):
     """Every model on the same split, the served blend's weights, candidate and champion."""
 
@@ -107,6 +119,7 @@ class EvaluationDocument(_Strict):
     champion: Champion | None = None
     popularity_profile: dict[str, list[float]] = Field(default_factory=dict)
     reused: list[str] = Field(default_factory=list)
+    promotion: Promotion | None = None
 
     @model_validator(mode="after")
     def _primary_at_k(self) -> EvaluationDocument:

@@ -93,8 +93,10 @@ def test_todays_document_validates_and_flat_champion_metrics_fold_into_metrics()
 
 
 def test_unknown_keys_are_drift_and_rejected():
-    with pytest.raises(ValidationError, match="promotion"):
+    with pytest.raises(ValidationError, match="primary_metric"):  # the old report's guess
         EvaluationDocument.parse(document(promotion={"primary_metric": "ndcg@10"}))
+    with pytest.raises(ValidationError, match="evaluation_id"):
+        EvaluationDocument.parse(document(evaluation_id="x"))
     bad_split = document()
     bad_split["split"]["holdout"] = 14
     with pytest.raises(ValidationError, match="holdout"):
