@@ -1,8 +1,11 @@
 """The evaluation report: one HTML page comparing every model on every metric.
 
-Input is the dict ``recolake evaluate`` writes (``{"k", "ds", "split", "models",
-"popularity_profile", "champion", "promotion"}``); output is ``index.html`` with its PNG plots
-beside it, so the directory can be copied, attached to an MLflow run or served as is.
+Input is the evaluation document ``recolake evaluate`` writes
+(recolake.evaluation_document.EvaluationDocument, or its JSON mapping, validated); output is
+``index.html`` with its PNG plots beside it, so the directory can be copied, attached to an
+MLflow run or served as is. The model ``served`` (the request-time blend replayed offline) is
+highlighted, its validated weights shown, and the promotion section compares the candidate's
+served blend with the champion's on the primary metric, as the gate does.
 Metric names are read from the dict (``ndcg@10``, ``coverage@10``, ...): a new metric shows up
 without touching this file. Every metric is treated as higher-is-better (novelty, coverage
 and diversity included), which is how the evaluation defines them.
@@ -14,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from recolake.evaluation_document import SERVED, EvaluationDocument
 
 #: Preferred column order (by the name before ``@``); unknown metrics follow alphabetically.
 METRIC_ORDER = (
@@ -50,19 +54,14 @@ def _number(value: Any, where: str) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def model_metrics(evaluation: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
-    """``models`` checked: a non-empty mapping of model name -> {metric: number}."""
-    models = evaluation.get("models")
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("evaluation has no 'models' mapping: nothing to report")
-    out: dict[str, dict[str, float | None]] = {}
-    for name, metrics in models.items():
-        if not isinstance(metrics, Mapping):
-            raise ValueError(f"models[{name!r}]: expected a metric mapping, got {metrics!r}")
-        out[str(name)] = {
-            str(m): _number(v, f"models[{name!r}][{m!r}]") for m, v in metrics.items()
-        }
-    return out
+def model_metrics(document: EvaluationDocument) -> dict[str, dict[str, float | None]]:
+    """model name -> {metric: value, None when NaN}; at least one model."""
+    if not document.models:
+        raise ValueError("evaluation has no 'models': nothing to report")
+    return {
+        name: {m: _number(v, f"models[{name!r}][{m!r}]") for m, v in metrics.items()}
+        for name, metrics in document.models.items()
+    }
 
 
 def metric_names(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -91,26 +90,20 @@ def _metric_with_prefix(metrics: Sequence[str], prefix: str) -> str | None:
     return next((m for m in metrics if m.split("@", 1)[0] == prefix), None)
 
 
-def primary_metric(evaluation: Mapping[str, Any], metrics: Sequence[str]) -> str | None:
-    """The promotion gate's metric if given, else nDCG, else the first metric."""
-    promotion = evaluation.get("promotion") or {}
-    chosen = promotion.get("primary_metric") if isinstance(promotion, Mapping) else None
-    if chosen in metrics:
-        return chosen
+def primary_metric(document: EvaluationDocument, metrics: Sequence[str]) -> str | None:
+    """The document's primary metric (the gate's) when a model has it, else nDCG, else the
+    first metric."""
+    if document.primary_metric in metrics:
+        return document.primary_metric
     return _metric_with_prefix(metrics, "ndcg") or (metrics[0] if metrics else None)
 
 
-def popularity_profile(evaluation: Mapping[str, Any]) -> dict[str, list[float]]:
+def popularity_profile(document: EvaluationDocument) -> dict[str, list[float]]:
     """name -> share per popularity decile (1 = most popular items); empty if absent."""
-    profile = evaluation.get("popularity_profile") or {}
-    if not isinstance(profile, Mapping):
-        raise ValueError(f"popularity_profile: expected a mapping, got {profile!r}")
     out: dict[str, list[float]] = {}
-    for name, shares in profile.items():
-        if not isinstance(shares, Sequence) or isinstance(shares, str):
-            raise ValueError(f"popularity_profile[{name!r}]: expected a list, got {shares!r}")
+    for name, shares in document.popularity_profile.items():
         values = [_number(v, f"popularity_profile[{name!r}]") for v in shares]
-        out[str(name)] = [0.0 if v is None else v for v in values]
+        out[name] = [0.0 if v is None else v for v in values]
     return out
 
 
@@ -248,6 +241,8 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 td.best { background: #d7f5d7; font-weight: bold; }
 th.primary { background: #e3ecfa; }
+tr.served td:first-child { background: #fff1c2; font-weight: bold; }
+tr.served { outline: 2px solid #e0a800; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .better { color: #1a7f1a; } .worse { color: #b3261e; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; }
@@ -268,18 +263,14 @@ def _definition_list(items: Mapping[str, Any]) -> str:
     return f"<dl>{rows}</dl>"
 
 
-def _split_section(evaluation: Mapping[str, Any]) -> str:
-    split = evaluation.get("split") or {}
-    if not isinstance(split, Mapping) or not split:
-        return "<h2>Split</h2><p>No split description in the evaluation.</p>"
-    kind = split.get("kind", "?")
-    prose = f"<p>{_e(kind)} split"
-    if "cutoff" in split:
-        prose += f": trained on interactions up to {_e(split['cutoff'])}"
-    if "holdout_days" in split:
-        prose += f", evaluated on the following {_e(split['holdout_days'])} days"
-    prose += ". Every model is scored on the same users and the same held-out items.</p>"
-    return "<h2>Split</h2>" + prose + _definition_list(split)
+def _split_section(document: EvaluationDocument) -> str:
+    split = document.split
+    prose = (
+        f"<p>{_e(split.kind)} split: trained on interactions up to {_e(split.cutoff)}, "
+        f"evaluated on the following {_e(split.holdout_days)} days. Every model is scored on "
+        "the same users and the same held-out items.</p>"
+    )
+    return "<h2>Split</h2>" + prose + _definition_list(split.model_dump())
 
 
 def _metrics_table(
@@ -294,58 +285,142 @@ def _metrics_table(
         for m in metrics:
             mark = ' class="best"' if name in best.get(m, ()) else ""
             cells.append(f"<td{mark}>{_fmt(values.get(m))}</td>")
-        body.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
+        row_attr = ' class="served"' if name == SERVED else ""
+        body.append(f"<tr{row_attr}><td>{_e(name)}</td>{''.join(cells)}</tr>")
+    note = (
+        f" The row <b>{SERVED}</b> is what the API serves (its blend replayed offline)."
+        if SERVED in models
+        else f" No <b>{SERVED}</b> row: the API's blend was not measured."
+    )
     return (
         f'<table id="metrics"><thead><tr><th>model</th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
-        "<p>Best value per metric highlighted (higher is better for every metric).</p>"
+        f"<p>Best value per metric highlighted (higher is better for every metric).{note}</p>"
     )
 
 
+def _served_section(document: EvaluationDocument) -> str:
+    """The blend weights chosen on validation: what the publication carries to the API."""
+    served = document.served
+    parts = ["<h2>Served blend weights</h2>"]
+    if served is None:
+        parts.append("<p>No served weights in the evaluation.</p>")
+        return "".join(parts)
+    parts.append(
+        f"<p>Chosen on the validation split ({_e(served.validation_users)} users, "
+        f"{_e(served.grid_points)} grid points): {_e(document.primary_metric)} "
+        f"{_fmt(_number(served.validation, 'served.validation'))}.</p>"
+    )
+    rows = "".join(
+        f"<tr><td>{_e(n)}</td><td>{_fmt(w)}</td></tr>" for n, w in served.weights.items()
+    )
+    parts.append(
+        '<table id="served-weights"><thead><tr><th>source</th><th>weight</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+    if served.top:
+        names = list(served.weights) or sorted({n for p in served.top for n in p.weights})
+        head = "".join(f"<th>{_e(n)}</th>" for n in names)
+        body = "".join(
+            "<tr><td>"
+            + str(i)
+            + "</td>"
+            + "".join(f"<td>{_fmt(p.weights.get(n))}</td>" for n in names)
+            + f"<td>{_fmt(_number(p.value, 'served.top'))}</td></tr>"
+            for i, p in enumerate(served.top, start=1)
+        )
+        parts.append(
+            f'<table id="served-grid"><thead><tr><th>#</th>{head}'
+            f"<th>validation {_e(document.primary_metric)}</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )
+    return "".join(parts)
+
+
 def _champion_section(
-    evaluation: Mapping[str, Any],
-    models: Mapping[str, Mapping[str, float | None]],
-    primary: str | None,
+    document: EvaluationDocument, models: Mapping[str, Mapping[str, float | None]]
 ) -> str:
-    champion = evaluation.get("champion")
-    promotion = evaluation.get("promotion")
+    """The champion's ALS configuration, re-trained on this split, against every model."""
+    champion = document.champion
     parts = ["<h2>Champion</h2>"]
-    if not isinstance(champion, Mapping) or not champion:
+    if champion is None:
         parts.append("<p>No champion registered yet: the first model to pass the gate wins.</p>")
+        return "".join(parts)
+    version = champion.version
+    scored = {m: _number(v, f"champion.metrics[{m!r}]") for m, v in champion.metrics.items()}
+    parts.append(
+        f"<p>Current champion: version {_e(version)} (trained for {_e(champion.ds)}); its ALS "
+        "configuration re-trained on this split:</p>"
+    )
+    if scored:
+        head = "".join(f"<th>{_e(m)}</th>" for m in scored)
+        rows = [
+            f"<tr><td>champion v{_e(version)}</td>"
+            + "".join(f"<td>{_fmt(v)}</td>" for v in scored.values())
+            + "</tr>"
+        ]
+        for name, values in models.items():
+            cells = []
+            for m, ref in scored.items():
+                v = values.get(m)
+                if v is None or ref is None:
+                    cells.append(f"<td>{_fmt(v)}</td>")
+                    continue
+                cls = "better" if v > ref else "worse" if v < ref else ""
+                cells.append(f'<td class="{cls}">{_fmt(v)} ({v - ref:+.3g})</td>')
+            rows.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
+        parts.append(
+            f'<table id="champion"><thead><tr><th>model</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+    return "".join(parts)
+
+
+def _promotion_section(document: EvaluationDocument) -> str:
+    """What the gate judges: the candidate's served blend against the champion's served
+    blend on the primary metric, same split; the decision once the gate has run."""
+    metric = document.primary_metric
+    parts = [
+        "<h2>Promotion</h2>",
+        f"<p>The gate compares the served blend ({SERVED}) of the candidate with the "
+        f"champion's on {_e(metric)}, same split; a tie promotes.</p>",
+    ]
+    candidate = document.models.get(SERVED, {}).get(metric)
+    champion = document.champion
+    rows = [
+        f"<tr><td>candidate v{_e(document.candidate.version)} ({SERVED})</td>"
+        f"<td>{_fmt(None if candidate is None else _number(candidate, metric))}</td><td></td></tr>"
+    ]
+    if champion is not None:
+        ref = (champion.served or {}).get(metric)
+        diff = ""
+        if ref is not None and candidate is not None:
+            diff = f"{candidate - ref:+.4g}"
+        rows.append(
+            f"<tr><td>champion v{_e(champion.version)} ({SERVED})</td>"
+            f"<td>{_fmt(None if ref is None else _number(ref, metric))}</td>"
+            f"<td>{_e(diff)}</td></tr>"
+        )
+    parts.append(
+        f'<table id="promotion"><thead><tr><th>publication</th><th>{_e(metric)}</th>'
+        f"<th>candidate &minus; champion</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    if candidate is None:
+        parts.append(f"<p>No {SERVED} {_e(metric)} for the candidate: the gate cannot decide.</p>")
+    elif champion is None:
+        parts.append("<p>No champion yet: the candidate becomes champion.</p>")
+    elif (champion.served or {}).get(metric) is None:
+        parts.append(
+            f"<p>The champion's {SERVED} {_e(metric)} was not measured: the gate cannot decide.</p>"
+        )
+    if document.promotion is not None:
+        parts.append(
+            '<h3>Promotion decision</h3><div id="decision">'
+            + _definition_list(document.promotion.model_dump())
+            + "</div>"
+        )
     else:
-        version = champion.get("version", "?")
-        # Only its numeric entries are metrics; anything else (run id, params) is context.
-        scored = {
-            str(k): float(v)
-            for k, v in champion.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and k != "version"
-        }
-        parts.append(f"<p>Current champion: version {_e(version)}.</p>")
-        if scored:
-            head = "".join(f"<th>{_e(m)}</th>" for m in scored)
-            rows = [
-                f"<tr><td>champion v{_e(version)}</td>"
-                + "".join(f"<td>{_fmt(v)}</td>" for v in scored.values())
-                + "</tr>"
-            ]
-            for name, values in models.items():
-                cells = []
-                for m, ref in scored.items():
-                    v = values.get(m)
-                    if v is None or ref is None:
-                        cells.append(f"<td>{_fmt(v)}</td>")
-                        continue
-                    cls = "better" if v > ref else "worse" if v < ref else ""
-                    cells.append(f'<td class="{cls}">{_fmt(v)} ({v - ref:+.3g})</td>')
-                rows.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
-            parts.append(
-                f'<table id="champion"><thead><tr><th>model</th>{head}</tr></thead>'
-                f"<tbody>{''.join(rows)}</tbody></table>"
-            )
-    if isinstance(promotion, Mapping) and promotion:
-        parts.append("<h3>Promotion decision</h3>" + _definition_list(promotion))
-    elif primary:
-        parts.append(f"<p>Primary metric: {_e(primary)}.</p>")
+        parts.append("<p>The gate has not decided yet (see the run's promotion tags).</p>")
     return "".join(parts)
 
 
@@ -362,23 +437,23 @@ def _bias_table(profile: Mapping[str, Sequence[float]]) -> str:
     )
 
 
-def write_report(evaluation: dict, out_dir: Path) -> Path:
-    """Render ``index.html`` plus its PNG plots into ``out_dir``; returns the page's path."""
-    models = model_metrics(evaluation)
+def write_report(evaluation: EvaluationDocument | Mapping[str, Any], out_dir: Path) -> Path:
+    """Render ``index.html`` plus its PNG plots into ``out_dir``; returns the page's path.
+    ``evaluation``: the document or its JSON mapping (validated: a ValueError when not one)."""
+    document = EvaluationDocument.parse(evaluation)
+    models = model_metrics(document)
     metrics = metric_names(models)
-    primary = primary_metric(evaluation, metrics)
-    profile = popularity_profile(evaluation)
+    primary = primary_metric(document, metrics)
+    profile = popularity_profile(document)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    k = evaluation.get("k")
-    title = f"recolake evaluation{f' @{k}' if k is not None else ''}"
-    if evaluation.get("ds"):
-        title += f" for {evaluation['ds']}"
+    title = f"recolake evaluation @{document.k} for {document.ds}"
     sections = [
         f"<h1>{_e(title)}</h1>",
-        f"<p>{len(models)} models, {len(metrics)} metrics.</p>",
-        _split_section(evaluation),
+        f"<p>{len(models)} models, {len(metrics)} metrics; primary metric "
+        f"{_e(document.primary_metric)}.</p>",
+        _split_section(document),
         "<h2>Metrics</h2>",
         _metrics_table(models, metrics, primary),
     ]
@@ -386,6 +461,7 @@ def write_report(evaluation: dict, out_dir: Path) -> Path:
     if metrics:
         plot_metrics(models, out_dir / METRICS_PNG, colours)
         sections.append(f'<img src="{METRICS_PNG}" alt="every model on every metric">')
+    sections.append(_served_section(document))
 
     sections.append("<h2>Coverage</h2>")
     coverage = _metric_with_prefix(metrics, "coverage")
@@ -403,7 +479,8 @@ def write_report(evaluation: dict, out_dir: Path) -> Path:
     else:
         sections.append("<p>No popularity profile in the evaluation.</p>")
 
-    sections.append(_champion_section(evaluation, models, primary))
+    sections.append(_promotion_section(document))
+    sections.append(_champion_section(document, models))
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
@@ -422,8 +499,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("evaluation", type=Path, help="JSON written by `recolake evaluate`")
     parser.add_argument("--out", type=Path, required=True, help="directory for index.html")
     args = parser.parse_args(argv)
-    evaluation = json.loads(args.evaluation.read_text(encoding="utf-8"))
-    index = write_report(evaluation, args.out)
+    index = write_report(EvaluationDocument.read(args.evaluation), args.out)
     print(index)
     return index
 
