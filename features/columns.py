@@ -48,3 +48,19 @@ ENDPOINT = "endpoint"
 POSITION = "position"
 SOURCE = "source"
 IMPRESSION_TIME = "impression_time"
+CONTROL_VARIANT = "control_variant"
+IS_CONTROL = "is_control"
+ATTRIBUTION_WINDOW_HOURS = "attribution_window_hours"
+#: Counts per variant in gold.experiment_results (integers; revenue is the one sum of money).
+EXPERIMENT_COUNTS = (
+    "impressions",  # recommendation lists shown
+    "items_shown",
+    "clicks",  # credited views
+    "carts",
+    "purchases",
+    "clicked_impressions",
+    "converted_impressions",
+)
+REVENUE = "revenue"
+#: Rates per variant; each has <rate>_low/_high (95% CI) and <rate>_diff/_p_value (vs control).
+EXPERIMENT_RATES = ("ctr", "conversion", "revenue_per_impression")

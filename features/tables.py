@@ -351,6 +351,33 @@ GOLD_ITEM_CONTENT_NEIGHBOURS = LakeTable(
 )
 
 
+GOLD_EXPERIMENT_RESULTS = LakeTable(
+    name="experiment_results",
+    layer="gold",
+    keys=(c.DS, c.EXPERIMENT, c.VARIANT),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.EXPERIMENT, _S, False),
+        (c.VARIANT, _S, False),
+        (c.CONTROL_VARIANT, _S, False),
+        (c.IS_CONTROL, _B, False),
+        *((name, _L, False) for name in c.EXPERIMENT_COUNTS),
+        (c.REVENUE, _DBL, False),
+        *(
+            (f"{rate}{suffix}", _DBL, True)
+            for rate in c.EXPERIMENT_RATES
+            for suffix in ("", "_low", "_high", "_diff", "_p_value")
+        ),
+        (c.ATTRIBUTION_WINDOW_HOURS, _DBL, False),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.experiments",
+    description="Per experiment and variant, the impressions shown on ds and what shoppers "
+    "did with them (views, carts, purchases credited within the attribution window): rates "
+    "with 95% intervals, difference and two-sided p-value against the control.",
+)
+
+
 ALL_TABLES = (
     BRONZE_EVENTS,
     BRONZE_ITEMS,
@@ -364,4 +391,5 @@ ALL_TABLES = (
     ITEM_INDEX,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
+    GOLD_EXPERIMENT_RESULTS,
 )
