@@ -322,6 +322,12 @@ class Settings(BaseSettings):
     hybrid_weight_step: float = Field(
         default=0.25, gt=0, le=1, description="Grid step of the hybrid's weight search."
     )
+    served_tuning_max_users: int = Field(
+        default=5000,
+        ge=1,
+        description="Validation users (a seeded sample) the served blend's weight grid is "
+        "scored on: bounds the tuning's cost (one blend per user and grid point).",
+    )
     trending_window_days: int = Field(default=7, ge=1, description="Trending baseline window.")
     trending_half_life_days: float = Field(default=2.0, gt=0)
     reports_dir: str = Field(
