@@ -132,6 +132,14 @@ class KeyLayout:
         for a replay."""
         return f"{self.namespace}:rt:batch:{query + ':' if query else ''}{batch_id}"
 
+    @property
+    def stream_progress(self) -> str:
+        """Hash: streaming query name -> its last micro-batch's progress
+        (stream.StreamProgress: duration, end time, newest event time), written after each
+        batch by the streaming job; the API exports it as gauges on /metrics. No TTL: a
+        stale end time is what an alert on a stopped job looks at."""
+        return f"{self.namespace}:rt:progress"
+
     def stream_seen(self, token: str) -> str:
         """Marker (TTL) of an event already counted by the streaming job; ``token`` is
         ``event_token(subject, event_id, key)``."""

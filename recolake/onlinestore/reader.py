@@ -29,6 +29,7 @@ from recolake.onlinestore.codecs import (
     decode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
+from recolake.onlinestore.stream import StreamProgress, decode_progress
 from recolake.onlinestore.values import ItemInfo, RecentEvent, decode_item_info, decode_recent
 from recolake.onlinestore.values import merge_recent as _merge_recent
 
@@ -104,6 +105,10 @@ class Reader:
     async def ping(self, deadline: float) -> bool:
         """PING within ``deadline`` seconds (asyncio.TimeoutError past it)."""
         return bool(await asyncio.wait_for(self.client.ping(), deadline))
+
+    async def stream_progress(self) -> dict[str, StreamProgress]:
+        """The streaming job's last batch per query (stream.write_progress): one HGETALL."""
+        return decode_progress(await self.client.hgetall(self.layout.stream_progress))
 
     def forget_publication(self) -> None:
         """Drop the cached live pointer (the next read asks Redis again)."""

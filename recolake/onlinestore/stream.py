@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -186,6 +187,87 @@ def trending_list(state: Mapping[str, Any], top_n: int) -> list[list[Any]]:
     return [[k, v] for k, v in _top(totals, top_n).items()]
 
 
+# --------------------------------------------------------------------------- progress
+
+#: Query names the progress hash accepts (they become a label on /metrics: kept bounded).
+PROGRESS_QUERY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: Queries read back at most (a bounded number of gauge series whatever the hash holds).
+MAX_PROGRESS_QUERIES = 16
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """A streaming query's last micro-batch, as the API exports it (gauges on /metrics):
+    how long it took, when it ended, and how old its newest event was by then."""
+
+    batch_id: int
+    duration_seconds: float
+    ended_at: float  #: epoch seconds
+    rows: int
+    newest_event_at: float | None = None  #: epoch seconds of the newest event time; None: empty
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Input lag: from the newest event's time to the end of the batch that applied it
+        (0 for events stamped ahead of the clock; None for a batch without events)."""
+        if self.newest_event_at is None:
+            return None
+        return max(0.0, self.ended_at - self.newest_event_at)
+
+    def encode(self) -> str:
+        return encode_document(
+            {
+                "batch_id": self.batch_id,
+                "duration_seconds": round(self.duration_seconds, 6),
+                "ended_at": self.ended_at,
+                "rows": self.rows,
+                "newest_event_at": self.newest_event_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, payload: str | bytes) -> StreamProgress:
+        """ValueError for anything that is not a progress document."""
+        try:
+            doc = json.loads(payload)
+            newest = doc.get("newest_event_at")
+            return cls(
+                batch_id=int(doc["batch_id"]),
+                duration_seconds=float(doc["duration_seconds"]),
+                ended_at=float(doc["ended_at"]),
+                rows=int(doc["rows"]),
+                newest_event_at=None if newest is None else float(newest),
+            )
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a stream progress document: {exc}") from exc
+
+
+def write_progress(client, layout: KeyLayout, query: str, progress: StreamProgress) -> None:
+    """Record ``query``'s last batch (one HSET on ``layout.stream_progress``); ``client`` is a
+    sync Redis client (the streaming job's)."""
+    if not PROGRESS_QUERY_PATTERN.fullmatch(query):
+        raise ValueError(f"not a progress query name: {query!r}")
+    client.hset(layout.stream_progress, query, progress.encode())
+
+
+def decode_progress(fields: Mapping[Any, Any]) -> dict[str, StreamProgress]:
+    """The progress hash (HGETALL) as query -> StreamProgress: names that are not query
+    names, documents that do not decode and entries past MAX_PROGRESS_QUERIES are left out."""
+    out: dict[str, StreamProgress] = {}
+    for name, payload in sorted((_text(k), v) for k, v in fields.items()):
+        if len(out) >= MAX_PROGRESS_QUERIES or not PROGRESS_QUERY_PATTERN.fullmatch(name):
+            continue
+        try:
+            out[name] = StreamProgress.decode(payload)
+        except ValueError:
+            continue
+    return out
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 # --------------------------------------------------------------------------- the writer
 
 
@@ -292,6 +374,10 @@ class StreamWriter:
             pipe.execute()
         if crash:
             self.crash()
+
+    def write_progress(self, query: str, progress: StreamProgress) -> None:
+        """Record ``query``'s last batch for /metrics (module ``write_progress``)."""
+        write_progress(self.client, self.layout, query, progress)
 
     # --- one batch ----------------------------------------------------------------------
 
