@@ -13,6 +13,7 @@ from recolake.validation import (
     MAX_PRICE,
     MAX_QUANTITY,
     MAX_TIMESTAMP_LENGTH,
+    RECOMMENDATION_ID_PATTERN,
     TIMESTAMP_PATTERN,
 )
 
@@ -134,6 +135,17 @@ class EventIn(BaseModel):
         default=None, ge=1, le=MAX_QUANTITY, strict=True
     )
     price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
+    recommendation_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=RECOMMENDATION_ID_PATTERN,
+        strict=True,
+        description="The `recommendation_id` of the recommendations response the item was "
+        "shown in, when the event follows from one (a click, a cart, a purchase): the "
+        "experiments' attribution credits that list first. No control characters.",
+    )
+
 
 
 class EventSummary(BaseModel):

@@ -11,6 +11,11 @@ Two backends, chosen by ``settings.event_log``:
   ``settings.kafka_delivery_timeout_seconds`` pass without one.
 
 Either way ``append`` returns only once the events are durable, so the 2xx means "stored".
+
+The log carries two kinds of records, told apart by ``record``: events (no ``record`` field,
+or ``"event"``) and impressions (``"impression"``: a list the API served, see
+:class:`Impression`; online/services/impressions.py appends them, the streaming job routes
+them to bronze.impressions and never treats them as events).
 """
 
 from __future__ import annotations
@@ -21,10 +26,56 @@ import threading
 import uuid
 import weakref
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from recolake.settings import Settings
+
+#: The field that tells an impression record from an event, and its value for impressions.
+RECORD = "record"
+IMPRESSION = "impression"
+#: The endpoints whose lists are logged as impressions.
+ENDPOINTS = ("recommendations", "similar")
+
+
+@dataclass(frozen=True)
+class ImpressionItem:
+    item_id: str
+    position: int  # 1-based, as shown
+    source: str
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One served list, as the event log stores it (one JSON line / Kafka message). The
+    attribution job (pipelines/experiments.py) credits events to it via silver.impressions;
+    ``user_id`` is raw, like an event's (the lake pseudonymises it)."""
+
+    recommendation_id: str
+    user_id: str | None
+    session_id: str | None
+    experiment: str | None
+    variant: str
+    endpoint: str  # one of ENDPOINTS
+    items: tuple[ImpressionItem, ...]
+    model_version: str | None
+    publication: str
+    timestamp: str  # ISO-8601 UTC (recolake.validation.format_timestamp)
+
+    def as_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["items"] = [asdict(i) for i in self.items]
+        return {RECORD: IMPRESSION, **record}
+
+
+def is_impression(record: dict[str, Any]) -> bool:
+    return record.get(RECORD) == IMPRESSION
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The Kafka message key: the event's id, or the impression's recommendation id."""
+    return str(record["recommendation_id"] if is_impression(record) else record["event_id"])
 
 
 class EventLog(Protocol):
@@ -62,8 +113,9 @@ class LocalEventLog:
 
 
 class KafkaEventLog:
-    """A Kafka topic; the key is the event id, the value the event's JSON (one event per
-    message, the same JSON as a line of the local log)."""
+    """A Kafka topic; the key is the event id (an impression's: its recommendation id), the
+    value the record's JSON (one record per message, the same JSON as a line of the local
+    log)."""
 
     def __init__(self, bootstrap_servers: str, topic: str, timeout_seconds: float = 10.0) -> None:
         from confluent_kafka import KafkaException, Producer  # optional extra: recolake[kafka]
@@ -123,7 +175,7 @@ class KafkaEventLog:
             for event in events:
                 self.producer.produce(
                     self.topic,
-                    key=str(event["event_id"]).encode(),
+                    key=record_key(event).encode(),
                     value=json.dumps(event, separators=(",", ":")).encode(),
                     on_delivery=on_delivery,
                 )

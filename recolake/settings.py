@@ -203,6 +203,19 @@ class Settings(BaseSettings):
         description="Kafka event log: how long a POST waits for the broker's acks (acks=all) "
         "before it fails (the producer stops retrying them then too).",
     )
+    impressions_enabled: bool = Field(
+        default=True,
+        description="Log every served list (impression) to the event log, for attribution.",
+    )
+    impressions_flush_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="Impressions group commit: a list waits at most this long for others to "
+        "share its event-log append (one fsync or Kafka round trip per group).",
+    )
+    impressions_batch_max: int = Field(
+        default=256, ge=1, description="Impressions group commit: records per append at most."
+    )
     events_max_batch: int = Field(default=500, ge=1, description="Events per POST at most.")
     events_max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Request body limit, checked before parsing."

@@ -41,6 +41,8 @@ EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 CANONICAL_TIMESTAMP_LAYOUT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 
 ID_FIELDS = ("event_id", "user_id", "session_id", "item_id")
+#: Optional: the ``recommendation_id`` of the list the event came from (attribution).
+RECOMMENDATION_ID_FIELD = "recommendation_id"
 
 #: Python's whitespace (str.isspace, what str.strip removes), as a regex class body; the
 #: same in Python, pydantic's Rust regex and JSON Schema's ECMA regex.
@@ -63,6 +65,10 @@ _MONTH_DAY = (
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
 _OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 TIMESTAMP_PATTERN = f"^({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]{_TIME}{_OFFSET}?$"
+#: C0 and C1 control characters (and DEL), which no recommendation id holds.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+#: A recommendation id: no control characters, at least one non-whitespace character.
+RECOMMENDATION_ID_PATTERN = f"^[^{_CONTROL}]*[^{_WHITESPACE}{_CONTROL}][^{_CONTROL}]*$"
 
 
 class InvalidEventError(ValueError):
@@ -107,6 +113,14 @@ def check_id(name: str, value: str) -> str:
         stripped.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidEventError(f"{name}: not valid Unicode (lone surrogate)") from None
+    return stripped
+
+
+def check_recommendation_id(value: str) -> str:
+    """check_id, and no control characters (the id goes into logs and lake tables as is)."""
+    stripped = check_id(RECOMMENDATION_ID_FIELD, value)
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in stripped):
+        raise InvalidEventError(f"{RECOMMENDATION_ID_FIELD}: control characters")
     return stripped
 
 
@@ -169,6 +183,8 @@ def canonical_event(fields: Mapping[str, Any], limits: Limits, now: datetime) ->
         out["quantity"] = check_quantity(fields["quantity"])
     if fields.get("price") is not None:
         out["price"] = check_price(fields["price"])
+    if fields.get(RECOMMENDATION_ID_FIELD) is not None:
+        out[RECOMMENDATION_ID_FIELD] = check_recommendation_id(fields[RECOMMENDATION_ID_FIELD])
     out.setdefault("event_id", f"srv-{uuid.uuid4().hex}")
     return {k: out[k] for k in ("event_id", *CANONICAL_ORDER) if k in out}
 
@@ -181,6 +197,7 @@ CANONICAL_ORDER = (
     "timestamp",
     "quantity",
     "price",
+    RECOMMENDATION_ID_FIELD,  # last: events without one keep their fingerprint
 )
 
 
