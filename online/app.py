@@ -2,7 +2,7 @@
 
 The lifespan opens what every request shares and closes it on shutdown: the Redis client
 (one cluster-aware ``connect_async`` with the API's timeouts and blocking pool), the Reader
-over it, and the event log."""
+over it, the event log and the impressions' group commit in front of it."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from online.metrics import MetricsMiddleware, process_exited, record_unavailable
 from online.routers import events, health, items, recommendations
-from online.routers.metrics import router as metrics_router
-from online.services import ServiceError, UnavailableError
+from online.services import ServiceError
+from online.services import impressions as impression_log
 from recolake import __version__
 from recolake.eventlog import open_event_log
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect_async
@@ -39,8 +38,6 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    if isinstance(exc, UnavailableError):  # the online store failed: /metrics counts it
-        record_unavailable(exc)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -112,6 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client, KeyLayout(settings.redis_namespace), cache_items=settings.online_cache_items
         )
         app.state.event_log = _open_event_log(settings)
+        # Served lists -> the event log, group-committed (online/services/impressions.py).
+        app.state.impressions = impression_log.ImpressionLog.from_settings(
+            settings, app.state.event_log
+        )
+        await app.state.impressions.start()
+        impression_log.install(settings, app.state.impressions)
         thresholds = gc.get_threshold()
         if settings.api_gc_gen0_threshold:
             # Requests make short-lived garbage freed by refcounting; the cyclic GC's full
@@ -123,9 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            impression_log.uninstall(settings)
+            await app.state.impressions.stop()  # pending impressions out before the log closes
             await client.aclose()
             app.state.event_log.close()
-            process_exited()
             if settings.api_gc_gen0_threshold:  # leave the process as found (tests, reloads)
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()
@@ -140,9 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_middleware(MetricsMiddleware)  # per route template and status: /metrics
     app.include_router(health.router)
-    app.include_router(metrics_router)
     app.include_router(recommendations.router)
     app.include_router(items.router)
     app.include_router(events.router)
