@@ -98,7 +98,7 @@ class Promotion(_Strict):
 
     metric: str = Field(description="the primary metric of the served blend, e.g. ndcg@10")
     candidate_version: str
-    candidate: float = Field(description="the candidate's served value")
+    candidate: float | None = Field(description="the candidate's served value")
     champion_version: str | None = None
     champion: float | None = Field(None, description="the champion's served value")
     promoted: bool

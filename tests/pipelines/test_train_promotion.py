@@ -8,6 +8,7 @@ import gzip
 import json
 import zlib
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,144 @@ def test_promotion_decision_rules():
     assert promotion_decision(0.1, 0.1, "ndcg@10")[0]  # tie: same quality, fresher data
     promoted, reason = promotion_decision(0.05, 0.1, "ndcg@10")
     assert not promoted and "kept" in reason and "0.0500 < " in reason
+
+
+def test_promotion_decision_on_served_values():
+    promoted, reason = promotion_decision(0.0612, 0.0598, "ndcg@10")
+    assert promoted and reason == (
+        "served ndcg@10 0.0612 >= champion's 0.0598 on the same split (served blends)"
+    )
+    promoted, reason = promotion_decision(0.0598, 0.0612, "recall@10")
+    assert not promoted and reason.startswith("served recall@10 0.0598 < champion's 0.0612")
+    assert reason.endswith(": kept")
+    assert promotion_decision(0.05, 0.05, "ndcg@10")[0]  # exact tie
+    assert not promotion_decision(0.05, 0.05 + 1e-12, "ndcg@10")[0]  # no hidden tolerance
+    assert not promotion_decision(float("nan"), 0.05, "ndcg@10")[0]  # nothing measured
+
+
+# ---- the gate against a real MLflow store (no Spark): it reads the typed document
+
+
+def _document(candidate: str, served: float, *, champion=None, als: float = 0.05) -> dict:
+    """An evaluation document; ``champion``: (version, its served value or None) or None."""
+    row = {"ndcg@10": als, "recall@10": 0.1}
+    doc = {
+        "k": 10,
+        "ds": DS.isoformat(),
+        "primary_metric": "ndcg@10",
+        "split": {
+            "kind": "time",
+            "cutoff": "2011-11-25T23:59:59",
+            "end": "2011-12-09T23:59:59",
+            "holdout_days": 14,
+            "validation_start": "2011-11-11T23:59:59",
+            "validation_days": 14,
+            "train_users": 100,
+            "evaluated_users": 20,
+        },
+        "models": {"als": row, "served": {"ndcg@10": served, "recall@10": 0.2}},
+        "candidate": {"version": candidate, "ds": DS.isoformat(), "params": {"rank": 8}},
+    }
+    if champion is not None:
+        version, value = champion
+        doc["champion"] = {
+            "version": version,
+            "ds": DS.isoformat(),
+            "params": {"rank": 8},
+            "metrics": {"ndcg@10": 0.01},  # the champion's ALS: not what the gate judges
+            "served": None if value is None else {"ndcg@10": value},
+        }
+    return doc
+
+
+def _register(client, settings, experiment_id: str) -> str:
+    run = client.create_run(experiment_id, tags={"ds": DS.isoformat()})
+    for key, value in {
+        "rank": 8,
+        "max_iter": 5,
+        "reg_param": 0.1,
+        "alpha": 20.0,
+        "seed": 42,
+    }.items():
+        client.log_param(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    name = settings.registered_model_name
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    client.set_registered_model_alias(name, settings.candidate_alias, version.version)
+    return str(version.version)
+
+
+def _evaluation(client, experiment_id: str, document: dict | None) -> str:
+    run = client.create_run(
+        experiment_id, tags={tracking.STEP_TAG: "evaluate", "ds": DS.isoformat()}
+    )
+    if document is not None:
+        client.log_dict(run.info.run_id, document, "evaluation.json")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_the_gate_judges_the_served_blends_from_the_document(tmp_path):
+    from recolake.evaluation_document import EvaluationDocument
+
+    settings = make_settings(tmp_path)
+    client = tracking.configure(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    name = settings.registered_model_name
+
+    first = _register(client, settings, experiment)
+    run_id = _evaluation(client, experiment, _document(first, 0.05))
+    result = promote.run(settings, DS)
+    assert result.promoted and result.reason == "first model: becomes champion"
+    assert result.evaluation_run_id == run_id
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
+    decided = EvaluationDocument.from_mlflow(client, run_id)
+    assert decided.promotion is not None and decided.promotion.promoted
+    assert decided.promotion.candidate == 0.05 and decided.promotion.champion is None
+    report = client.download_artifacts(run_id, "report/index.html", str(tmp_path / "dl"))
+    assert "first model: becomes champion" in Path(report).read_text(encoding="utf-8")
+
+    # A better ALS but a worse served blend: kept (the gate does not judge ALS alone).
+    second = _register(client, settings, experiment)
+    _evaluation(client, experiment, _document(second, 0.049, champion=(first, 0.05), als=0.2))
+    gate = promote.run(settings, DS)
+    assert not gate.promoted and gate.champion_version == first
+    assert gate.reason == (
+        "served ndcg@10 0.0490 < champion's 0.0500 on the same split (served blends): kept"
+    )
+    tags = client.get_model_version(name, second).tags
+    assert tags["promoted"] == "false" and tags["promotion_reason"] == gate.reason
+
+    # A tie on the served blend promotes (same quality, fresher data).
+    third = _register(client, settings, experiment)
+    _evaluation(client, experiment, _document(third, 0.05, champion=(first, 0.05), als=0.0))
+    assert promote.run(settings, DS).promoted
+    assert str(client.get_model_version_by_alias(name, "champion").version) == third
+
+    # What the gate needs, missing: a clear error, nothing decided.
+    fourth = _register(client, settings, experiment)
+    _evaluation(client, experiment, _document(fourth, 0.07, champion=(third, None)))
+    with pytest.raises(RuntimeError, match=r"judges the served blend.*champion v\d+ but not its"):
+        promote.run(settings, DS)
+    no_served = _document(fourth, 0.07, champion=(third, 0.05))
+    del no_served["models"]["served"]
+    _evaluation(client, experiment, no_served)
+    with pytest.raises(RuntimeError, match="no model 'served'"):
+        promote.run(settings, DS)
+    _evaluation(client, experiment, None)
+    with pytest.raises(RuntimeError, match=r"no valid evaluation\.json"):
+        promote.run(settings, DS)
+    drifted = {**_document(fourth, 0.07, champion=(third, 0.05)), "gate": "?"}
+    _evaluation(client, experiment, drifted)
+    with pytest.raises(RuntimeError, match=r"no valid evaluation\.json"):
+        promote.run(settings, DS)
+    recall = make_settings(tmp_path, primary_metric="recall")
+    _evaluation(client, experiment, _document(fourth, 0.07, champion=(third, 0.05)))
+    with pytest.raises(RuntimeError, match="measured ndcg@10 but the gate is configured for"):
+        promote.run(recall, DS)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == third
 
 
 def test_als_grid_from_settings(tmp_path):
