@@ -16,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from online.metrics import MetricsMiddleware, process_exited, record_unavailable
 from online.routers import events, health, items, recommendations
-from online.services import ServiceError
+from online.routers.metrics import router as metrics_router
+from online.services import ServiceError, UnavailableError
 from online.services import impressions as impression_log
 from recolake import __version__
 from recolake.eventlog import open_event_log
@@ -38,6 +40,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    if isinstance(exc, UnavailableError):  # the online store failed: /metrics counts it
+        record_unavailable(exc)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.impressions.stop()  # pending impressions out before the log closes
             await client.aclose()
             app.state.event_log.close()
+            process_exited()
             if settings.api_gc_gen0_threshold:  # leave the process as found (tests, reloads)
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()
@@ -144,7 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(MetricsMiddleware)  # per route template and status: /metrics
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(recommendations.router)
     app.include_router(items.router)
     app.include_router(events.router)

@@ -40,14 +40,15 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from redis.exceptions import RedisError
 
 from features import columns as c
 from features import streaming as fs
 from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS, LakeTable
 from features.transforms import SilverSplit, parse_timestamp, valid_events
 from pipelines.common import configure_logging, session_and_settings
-from recolake.onlinestore import RedisTimeouts, connect
-from recolake.onlinestore.stream import StreamWriter
+from recolake.onlinestore import KeyLayout, RedisTimeouts, connect
+from recolake.onlinestore.stream import TS, StreamProgress, StreamWriter, write_progress
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.streaming")
@@ -96,6 +97,8 @@ class _Writer:
         self.checkpoint = checkpoint
         self.key = settings.require_pseudonymisation_key()
         self._query_id: str | None = None
+        self.name = Path(checkpoint).name  # the query's name in start(): redis, lake
+        self._progress_redis = None
 
     def prepare(self, events: DataFrame) -> DataFrame:
         """What the query streams into the writer: the event log rows as they are."""
@@ -107,6 +110,22 @@ class _Writer:
         if self._query_id is None:
             self._query_id = json.loads((Path(self.checkpoint) / "metadata").read_text())["id"]
         return self._query_id
+
+    def report(self, batch_id: int, started: float, rows: int, newest: float | None) -> None:
+        """The batch's duration, end and input lag into Redis for the API's /metrics
+        (recolake.onlinestore.stream.StreamProgress); best effort: the batch is done."""
+        progress = StreamProgress(
+            batch_id, time.perf_counter() - started, time.time(), rows, newest
+        )
+        try:
+            if self._progress_redis is None:  # short timeouts: never holds a batch up long
+                self._progress_redis = connect(
+                    self.settings.redis_url, RedisTimeouts.for_api(self.settings)
+                )
+            layout = KeyLayout(self.settings.redis_namespace)
+            write_progress(self._progress_redis, layout, self.name, progress)
+        except (RedisError, OSError) as exc:
+            log.warning("%s batch %d: progress not written: %s", self.name, batch_id, exc)
 
 
 class LakeWriter(_Writer):
@@ -138,7 +157,12 @@ class LakeWriter(_Writer):
                     {r[c.REASON]: r["count"] for r in reasons},
                 )
             quarantined.unpersist()
+            ts = F.col("_event_ts")
+            rows, newest = batch.agg(
+                F.count(F.lit(1)), F.max(F.when(ts <= F.current_timestamp(), ts).cast("double"))
+            ).first()
             log.info("lake batch %d: in %.3fs", batch_id, time.perf_counter() - started)
+            self.report(batch_id, started, rows, newest)
         finally:
             batch.unpersist()
 
@@ -224,6 +248,7 @@ class RedisWriter(_Writer):
             what,
             time.perf_counter() - started,
         )
+        self.report(batch_id, started, len(rows), max((r[TS] for r in rows), default=None))
 
 
 def start(

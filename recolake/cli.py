@@ -42,6 +42,9 @@ def serve(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, default=settings.api_port)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    from online.metrics import prepare_multiprocess
+
+    prepare_multiprocess(args.workers)  # /metrics sums every worker's (PROMETHEUS_MULTIPROC_DIR)
     uvicorn.run(
         "online.app:create_app",
         factory=True,

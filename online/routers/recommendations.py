@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep
+from online.metrics import observe_recommendations
 from online.routers.params import (
     MAX_ID_LENGTH,
     READ_ERRORS,
@@ -49,6 +50,7 @@ OptionalUserId = Annotated[
 
 
 def _json(body: dict) -> Response:
+    observe_recommendations(body)  # items per source, variant, fallbacks: /metrics
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
