@@ -48,6 +48,23 @@ ENDPOINT = "endpoint"
 POSITION = "position"
 SOURCE = "source"
 IMPRESSION_TIME = "impression_time"
+ITEMS = "items"  # bronze.impressions: the shown list as JSON [{item_id, position, source}]
+MODEL_VERSION = "model_version"
+PUBLICATION = "publication"
+#: Fields of an impression record in the event log (recolake.eventlog.Impression), and of
+#: bronze.impressions (all strings as received).
+RAW_IMPRESSION_FIELDS = (
+    RECOMMENDATION_ID,
+    USER_ID,
+    SESSION_ID,
+    EXPERIMENT,
+    VARIANT,
+    ENDPOINT,
+    ITEMS,
+    MODEL_VERSION,
+    PUBLICATION,
+    TIMESTAMP,
+)
 CONTROL_VARIANT = "control_variant"
 IS_CONTROL = "is_control"
 ATTRIBUTION_WINDOW_HOURS = "attribution_window_hours"

@@ -1,5 +1,7 @@
 """Spark transforms of the streaming job (pipelines/streaming.py), kept pure so they are
-tested on tiny inputs: event log rows -> bronze -> validated -> one row per (subject, event).
+tested on tiny inputs: event log rows -> bronze -> validated -> one row per (subject, event);
+and the log's impression records (recolake.eventlog.Impression) -> bronze.impressions, kept
+apart from the events (never validated, quarantined or counted as one).
 
 What a micro-batch does to the Redis documents (the merges, exactly-once on a Cluster too) is
 the online-store contract's: recolake.onlinestore.stream (StreamWriter, merge_*, Event,
@@ -23,6 +25,7 @@ from features.transforms import (
     validate_events,
     weight_column,
 )
+from recolake.eventlog import IMPRESSION, RECORD
 from recolake.onlinestore.keys import SESSION_PREFIX, USER_PREFIX
 from recolake.onlinestore.stream import (  # noqa: F401 (re-exported)
     PRIMARY,
@@ -39,6 +42,14 @@ from recolake.onlinestore.stream import (  # noqa: F401 (re-exported)
 #: The fields of an event in the event log (recolake.eventlog), all strings.
 EVENT_LOG_FIELDS = (c.EVENT_ID, *c.RAW_EVENT_FIELDS)
 EVENT_LOG_SCHEMA = T.StructType([T.StructField(f, T.StringType(), True) for f in EVENT_LOG_FIELDS])
+#: An event's fields in bronze: the above plus the optional recommendation id.
+BRONZE_EVENT_FIELDS = (*EVENT_LOG_FIELDS, c.RECOMMENDATION_ID)
+#: Every field of either kind of record in the log, as the streaming job reads it: all
+#: strings (an impression's ``items`` array arrives as its JSON text).
+LOG_RECORD_FIELDS = tuple(dict.fromkeys((RECORD, *BRONZE_EVENT_FIELDS, *c.RAW_IMPRESSION_FIELDS)))
+LOG_RECORD_SCHEMA = T.StructType(
+    [T.StructField(f, T.StringType(), True) for f in LOG_RECORD_FIELDS]
+)
 
 #: source_format of events that came through POST /v1/events.
 API_FORMAT = "api"
@@ -48,22 +59,51 @@ _ANONYMOUS = "api_anonymous"  # only inside annotate_api_events
 # --------------------------------------------------------------------------- Spark side
 
 
-def api_events_to_bronze(
-    raw: DataFrame, ingest_ds: date | Column, source_file: Column
+def _is_impression(raw: DataFrame) -> Column:
+    if RECORD not in raw.columns:
+        return F.lit(False)
+    return F.coalesce(F.col(RECORD) == F.lit(IMPRESSION), F.lit(False))
+
+
+def event_records(raw: DataFrame) -> DataFrame:
+    """The log's events: every record that is not an impression (no ``record`` field, or
+    "event"; an unknown kind is validated as an event, so it is quarantined, not lost)."""
+    return raw.where(~_is_impression(raw))
+
+
+def impression_records(raw: DataFrame) -> DataFrame:
+    return raw.where(_is_impression(raw))
+
+
+def _to_bronze(
+    raw: DataFrame, fields: tuple[str, ...], ingest_ds: date | Column, source_file: Column
 ) -> DataFrame:
-    """Event log rows to the bronze schema (strings as received), source_format 'api'."""
     present = set(raw.columns)
-    fields = [
+    values = [
         (F.col(f).cast("string") if f in present else F.lit(None).cast("string")).alias(f)
-        for f in EVENT_LOG_FIELDS
+        for f in fields
     ]
     return raw.select(
-        *fields,
+        *values,
         F.lit(API_FORMAT).alias(c.SOURCE_FORMAT),
         source_file.cast("string").alias(c.SOURCE_FILE),
         F.current_timestamp().alias(c.INGESTED_AT),
         F.lit(ingest_ds).alias(c.INGEST_DS),  # a Column passes through lit as is
     )
+
+
+def api_events_to_bronze(
+    raw: DataFrame, ingest_ds: date | Column, source_file: Column
+) -> DataFrame:
+    """Event log rows to the bronze schema (strings as received), source_format 'api'."""
+    return _to_bronze(raw, BRONZE_EVENT_FIELDS, ingest_ds, source_file)
+
+
+def api_impressions_to_bronze(
+    raw: DataFrame, ingest_ds: date | Column, source_file: Column
+) -> DataFrame:
+    """Impression records to bronze.impressions' schema (strings as received)."""
+    return _to_bronze(raw, c.RAW_IMPRESSION_FIELDS, ingest_ds, source_file)
 
 
 def annotate_api_events(

@@ -113,6 +113,7 @@ class LakeTable:
             .mode("overwrite")
             .partitionBy(*self.partition_by)
             .option("replaceWhere", condition)
+            .option("mergeSchema", "true")  # added declared columns (schema evolution)
             .save(self.path(settings))
         )
 
@@ -122,6 +123,7 @@ class LakeTable:
             .write.format("delta")
             .mode("overwrite")
             .partitionBy(*self.partition_by)
+            .option("mergeSchema", "true")  # added declared columns (schema evolution)
             .save(self.path(settings))
         )
 
@@ -138,6 +140,7 @@ class LakeTable:
         table = DeltaTable.forPath(spark, self.path(settings))
         before = self.version(spark, settings)
         merge = table.alias("t").merge(self.conform(df).alias("s"), condition)
+        merge = merge.withSchemaEvolution()  # added declared columns (schema evolution)
         if update:
             merge = merge.whenMatchedUpdateAll()
         merge.whenNotMatchedInsertAll().execute()
@@ -145,6 +148,12 @@ class LakeTable:
         if last["version"] == before:  # nothing to change: Delta made no commit
             return {"numTargetRowsInserted": 0, "numTargetRowsUpdated": 0}
         return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
+
+
+# Schema evolution: a nullable column added to a declaration reaches an existing table on
+# its next write (Delta's mergeSchema / MERGE withSchemaEvolution; older rows read null).
+# Only declared columns can appear, since every write goes through conform(); declare
+# added columns last, where Delta appends them to an existing table.
 
 
 def _schema(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
@@ -173,7 +182,10 @@ BRONZE_EVENTS = LakeTable(
     layer="bronze",
     keys=(),
     schema=_schema(
-        (c.EVENT_ID, _S, True), *((f, _S, True) for f in c.RAW_EVENT_FIELDS), *_INGEST_META
+        (c.EVENT_ID, _S, True),
+        *((f, _S, True) for f in c.RAW_EVENT_FIELDS),
+        *_INGEST_META,
+        (c.RECOMMENDATION_ID, _S, True),  # added for experiments: last (schema evolution)
     ),
     # By source too: a batch re-ingest of a date replaces its own file's rows and never the
     # events the streaming job appended for that date (source_format 'api').
@@ -208,10 +220,47 @@ SILVER_EVENTS = LakeTable(
         (c.SOURCE_FORMAT, _S, False),
         (c.INGEST_DS, _D, False),
         (c.EVENT_DATE, _D, False),
+        # The list the event came from (POST /v1/events' optional field), for attribution.
+        (c.RECOMMENDATION_ID, _S, True),
     ),
     partition_by=(c.EVENT_DATE,),
     owner_job="pipelines.silver",
     description="Typed, deduplicated events; user ids pseudonymised (HMAC-SHA256).",
+)
+
+BRONZE_IMPRESSIONS = LakeTable(
+    name="impressions",
+    layer="bronze",
+    keys=(),
+    schema=_schema(*((f, _S, True) for f in c.RAW_IMPRESSION_FIELDS), *_INGEST_META),
+    partition_by=(c.INGEST_DS,),
+    owner_job="pipelines.streaming",
+    description="The lists the API served (event-log impression records) as received: "
+    "strings, items as their JSON, raw user ids; with ingestion metadata.",
+)
+
+SILVER_IMPRESSIONS = LakeTable(
+    name="impressions",
+    layer="silver",
+    keys=(c.RECOMMENDATION_ID, c.POSITION),  # a replayed or retried record never doubles
+    schema=_schema(
+        (c.RECOMMENDATION_ID, _S, False),
+        (c.USER_KEY, _S, True),
+        (c.SESSION_ID, _S, True),  # as silver.events has it
+        (c.SUBJECT, _S, False),  # onlinestore user_subject(user_key) / session_subject(...)
+        (c.EXPERIMENT, _S, True),
+        (c.VARIANT, _S, False),
+        (c.ENDPOINT, _S, False),
+        (c.ITEM_ID, _S, False),
+        (c.POSITION, _I, False),
+        (c.SOURCE, _S, True),
+        (c.IMPRESSION_TIME, _TS, False),
+        (c.EVENT_DATE, _D, False),
+    ),
+    partition_by=(c.EVENT_DATE,),
+    owner_job="pipelines.silver",
+    description="One row per shown item of every served list (1-based position), with the "
+    "real-time subject it was served to; user ids pseudonymised. Read by the attribution job.",
 )
 
 QUARANTINE_EVENTS = LakeTable(
@@ -384,6 +433,8 @@ ALL_TABLES = (
     SILVER_EVENTS,
     QUARANTINE_EVENTS,
     SILVER_ITEMS,
+    BRONZE_IMPRESSIONS,
+    SILVER_IMPRESSIONS,
     GOLD_USER_ITEM_STRENGTH,
     GOLD_ITEM_POPULARITY,
     GOLD_ITEM_CATALOG,

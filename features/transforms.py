@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from features import columns as c
+from recolake.onlinestore.keys import SESSION_PREFIX, USER_PREFIX
 from recolake.privacy import hmac_pads
 from recolake.validation import EARLIEST_TIMESTAMP, MAX_ID_LENGTH, MAX_PRICE
 
@@ -63,7 +64,8 @@ def generic_events_to_bronze(raw: DataFrame, ingest_ds: date) -> DataFrame:
     """Generic events CSV (user_id,item_id,event_type,timestamp[,session_id,quantity,price]
     [,event_id]) to the bronze schema. Values stay strings: validation happens in silver."""
     require_columns(raw, (c.USER_ID, c.ITEM_ID, c.EVENT_TYPE, c.TIMESTAMP), "events file")
-    df = raw.select(*_as_strings(raw, (c.EVENT_ID, *c.RAW_EVENT_FIELDS)), "_metadata")
+    fields = (c.EVENT_ID, *c.RAW_EVENT_FIELDS, c.RECOMMENDATION_ID)
+    df = raw.select(*_as_strings(raw, fields), "_metadata")
     return _ingest_metadata(df, "generic", ingest_ds).drop("_metadata")
 
 
@@ -96,6 +98,7 @@ def online_retail_to_bronze(raw: DataFrame, ingest_ds: date) -> DataFrame:
         F.col("InvoiceNo").cast("string").alias(c.SESSION_ID),
         F.col("Quantity").cast("string").alias(c.QUANTITY),
         F.col("UnitPrice").cast("string").alias(c.PRICE),
+        F.lit(None).cast("string").alias(c.RECOMMENDATION_ID),
         "_metadata",
     )
     return _ingest_metadata(df, "online_retail", ingest_ds).drop("_metadata")
@@ -140,6 +143,11 @@ def parse_timestamp(col: Column) -> Column:
 
 def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
+
+
+def _optional(df: DataFrame, name: str) -> Column:
+    """A string column that older frames (bronze written before it was declared) lack."""
+    return F.col(name) if name in df.columns else F.lit(None).cast("string")
 
 
 def event_fingerprint(df: DataFrame) -> Column:
@@ -199,6 +207,7 @@ def annotate_events(
         | (F.length(c.ITEM_ID) > MAX_ID_LENGTH)
         | (F.length(c.SESSION_ID) > MAX_ID_LENGTH)
         | (F.length(c.EVENT_ID) > MAX_ID_LENGTH)
+        | F.coalesce(F.length(_optional(bronze, c.RECOMMENDATION_ID)) > MAX_ID_LENGTH, F.lit(False))
     )
     reason = (
         F.when(_blank(F.col(c.USER_ID)), "missing_user_id")
@@ -264,6 +273,9 @@ def valid_events(annotated: DataFrame) -> DataFrame:
         F.col(c.SOURCE_FORMAT),
         F.col(c.INGEST_DS),
         F.to_date(event_time).alias(c.EVENT_DATE),
+        F.nullif(F.trim(_optional(annotated, c.RECOMMENDATION_ID)), F.lit("")).alias(
+            c.RECOMMENDATION_ID
+        ),
     )
 
 
@@ -312,6 +324,61 @@ def silver_items(bronze_items: DataFrame) -> DataFrame:
             for x in (c.TITLE, c.CATEGORY, c.PRICE, c.AVAILABLE, c.INGEST_DS)
         ),
     )
+
+
+IMPRESSION_ITEMS_SCHEMA = "array<struct<item_id:string,position:int,source:string>>"
+
+
+def realtime_subject(key: bytes, col_user_key: str = c.USER_KEY, col_session: str = c.SESSION_ID):
+    """The real-time subject in Spark SQL: ``u:<user_key>`` (recolake.onlinestore.user_subject)
+    when there is a user key, else ``s:<hmac>`` (session_subject of the raw session id)."""
+    session = F.concat(
+        F.lit(SESSION_PREFIX),
+        pseudonymise_column(F.concat(F.lit("session:"), F.col(col_session)), key),
+    )
+    return F.coalesce(F.concat(F.lit(USER_PREFIX), F.col(col_user_key)), session)
+
+
+def silver_impressions(bronze: DataFrame, *, key: bytes) -> DataFrame:
+    """Bronze impression records -> one row per shown item (silver.impressions), the user id
+    pseudonymised and the subject the API served (user first, else session). Records without
+    a recommendation id, a variant, a parseable time or a user/session, and items without an
+    id or a positive position, are dropped; a record seen twice (replay, retry) counts once
+    per (recommendation_id, position)."""
+    when = parse_timestamp(F.col(c.TIMESTAMP))
+    user_key = F.when(~_blank(F.col(c.USER_ID)), pseudonymise_column(F.trim(c.USER_ID), key))
+    session = F.when(~_blank(F.col(c.SESSION_ID)), F.col(c.SESSION_ID))
+    records = bronze.where(
+        ~_blank(F.col(c.RECOMMENDATION_ID))
+        & ~_blank(F.col(c.VARIANT))
+        & when.isNotNull()
+        & (~_blank(F.col(c.USER_ID)) | ~_blank(F.col(c.SESSION_ID)))
+    ).select(
+        F.trim(c.RECOMMENDATION_ID).alias(c.RECOMMENDATION_ID),
+        user_key.alias(c.USER_KEY),
+        session.alias(c.SESSION_ID),
+        F.col(c.EXPERIMENT),
+        F.col(c.VARIANT),
+        F.coalesce(F.col(c.ENDPOINT), F.lit("recommendations")).alias(c.ENDPOINT),
+        when.alias(c.IMPRESSION_TIME),
+        F.explode(F.from_json(F.col(c.ITEMS), IMPRESSION_ITEMS_SCHEMA)).alias("_item"),
+    )
+    rows = records.select(
+        c.RECOMMENDATION_ID,
+        c.USER_KEY,
+        c.SESSION_ID,
+        realtime_subject(key).alias(c.SUBJECT),
+        c.EXPERIMENT,
+        c.VARIANT,
+        c.ENDPOINT,
+        F.col("_item.item_id").alias(c.ITEM_ID),
+        F.col("_item.position").alias(c.POSITION),
+        F.col("_item.source").alias(c.SOURCE),
+        c.IMPRESSION_TIME,
+        F.to_date(c.IMPRESSION_TIME).alias(c.EVENT_DATE),
+    )
+    shown = rows.where(~_blank(F.col(c.ITEM_ID)) & (F.col(c.POSITION) >= 1))
+    return shown.dropDuplicates([c.RECOMMENDATION_ID, c.POSITION])
 
 
 # --------------------------------------------------------------------------- gold

@@ -4,6 +4,9 @@
 
 Bad rows go to the quarantine table with a reason; every input row is accounted for:
 input = new silver rows + rows already in silver + quarantined + duplicates.
+
+The same date's bronze impressions (the lists the API served) become silver.impressions,
+one row per shown item, merged on (recommendation_id, position): a re-run adds nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from features import columns as c
 from features import transforms
 from features.tables import (
     BRONZE_EVENTS,
+    BRONZE_IMPRESSIONS,
     BRONZE_ITEMS,
     QUARANTINE_EVENTS,
     SILVER_EVENTS,
+    SILVER_IMPRESSIONS,
     SILVER_ITEMS,
 )
 from pipelines.common import job_parser, parse, session_and_settings
@@ -82,12 +87,26 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> SilverCounts:
     if BRONZE_ITEMS.exists(spark, settings):
         items = BRONZE_ITEMS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
         SILVER_ITEMS.upsert(spark, transforms.silver_items(items), settings)
+    silver_impressions(spark, settings, ds)
     for df in (bronze, split.valid, quarantined):
         df.unpersist()
     if not counts.balanced():
         raise AssertionError(f"silver {ds}: rows unaccounted for: {counts.report()}")
     log.info("silver %s: %s", ds, counts.report())
     return counts
+
+
+def silver_impressions(spark: SparkSession, settings: Settings, ds: date) -> int:
+    """bronze.impressions ingested on ``ds`` -> silver.impressions (MERGE, inserts only):
+    the number of new rows."""
+    if not BRONZE_IMPRESSIONS.exists(spark, settings):
+        return 0
+    bronze = BRONZE_IMPRESSIONS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
+    rows = transforms.silver_impressions(bronze, key=settings.require_pseudonymisation_key())
+    metrics = SILVER_IMPRESSIONS.upsert(spark, rows, settings, update=False)
+    inserted = metrics.get("numTargetRowsInserted", 0)
+    log.info("silver %s: impressions: %d new shown-item row(s)", ds, inserted)
+    return inserted
 
 
 def main(

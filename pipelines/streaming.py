@@ -22,6 +22,11 @@ JSON lines, explicit schema, watermark on event time) or the Kafka topic
   reason, to the quarantine, with Delta's idempotent writes (txnAppId = query id,
   txnVersion = batch id): a replayed batch is not appended twice.
 
+The log also carries the API's impression records (``"record": "impression"``,
+recolake.eventlog.Impression): the lake query appends them to bronze.impressions (the same
+idempotent way; silver builds silver.impressions from there), the Redis query drops them;
+they never become events or quarantine rows.
+
 Killed at any point (SIGKILL) and restarted, each query replays its unfinished batch with the
 same input, so nothing is lost or counted twice.
 """
@@ -44,7 +49,13 @@ from redis.exceptions import RedisError
 
 from features import columns as c
 from features import streaming as fs
-from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS, LakeTable
+from features.tables import (
+    BRONZE_EVENTS,
+    BRONZE_IMPRESSIONS,
+    GOLD_ITEM_CATALOG,
+    QUARANTINE_EVENTS,
+    LakeTable,
+)
 from features.transforms import SilverSplit, parse_timestamp, valid_events
 from pipelines.common import configure_logging, session_and_settings
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect
@@ -68,7 +79,7 @@ def read_event_log(spark: SparkSession, settings: Settings) -> DataFrame:
             .load()
         )
         events = raw.select(
-            F.from_json(F.col("value").cast("string"), fs.EVENT_LOG_SCHEMA).alias("e"),
+            F.from_json(F.col("value").cast("string"), fs.LOG_RECORD_SCHEMA).alias("e"),
             F.format_string("kafka:%s/%d@%d", "topic", "partition", "offset").alias(
                 SOURCE_FILE_COL
             ),
@@ -77,7 +88,7 @@ def read_event_log(spark: SparkSession, settings: Settings) -> DataFrame:
         Path(settings.landing_dir).mkdir(parents=True, exist_ok=True)
         events = (
             spark.readStream.format("json")
-            .schema(fs.EVENT_LOG_SCHEMA)
+            .schema(fs.LOG_RECORD_SCHEMA)
             .option("maxFilesPerTrigger", settings.stream_max_files_per_trigger)
             .option("mode", "PERMISSIVE")
             .load(settings.landing_dir)
@@ -132,7 +143,8 @@ class LakeWriter(_Writer):
     """Raw events to bronze, rejected ones to the quarantine, idempotently per batch."""
 
     def validate(self, batch: DataFrame, now: datetime) -> tuple[DataFrame, SilverSplit]:
-        bronze = fs.api_events_to_bronze(batch, now.date(), F.col(SOURCE_FILE_COL))
+        events = fs.event_records(batch)
+        bronze = fs.api_events_to_bronze(events, now.date(), F.col(SOURCE_FILE_COL))
         split = fs.validate_api_events(
             bronze,
             event_types=self.settings.event_weights,
@@ -145,8 +157,14 @@ class LakeWriter(_Writer):
         started = time.perf_counter()
         batch = batch.persist()
         try:
-            bronze, split = self.validate(batch, datetime.now(UTC))
+            now = datetime.now(UTC)
+            bronze, split = self.validate(batch, now)
             self.append(BRONZE_EVENTS, bronze, batch_id)
+            impressions = fs.api_impressions_to_bronze(
+                fs.impression_records(batch), now.date(), F.col(SOURCE_FILE_COL)
+            )
+            if not impressions.isEmpty():
+                self.append(BRONZE_IMPRESSIONS, impressions, batch_id)
             quarantined = split.quarantined.persist()
             if not quarantined.isEmpty():
                 self.append(QUARANTINE_EVENTS, quarantined, batch_id)
@@ -175,6 +193,7 @@ class LakeWriter(_Writer):
             .partitionBy(*table.partition_by)
             .option("txnAppId", f"recolake-streaming-{table.name}-{self.query_id()}")
             .option("txnVersion", batch_id)
+            .option("mergeSchema", "true")  # declared columns added since (tables.py)
             .save(table.path(self.settings))
         )
 
@@ -218,7 +237,9 @@ class RedisWriter(_Writer):
         """Validation and the subject fan-out on the stream itself, so Spark plans them once
         for the query: built per micro-batch in Python they took most of each batch's time
         (benchmarks/freshness.py). Rejected events are the lake query's business."""
-        bronze = fs.api_events_to_bronze(events, F.current_date(), F.col(SOURCE_FILE_COL))
+        bronze = fs.api_events_to_bronze(
+            fs.event_records(events), F.current_date(), F.col(SOURCE_FILE_COL)
+        )
         annotated = fs.annotate_api_events(
             bronze,
             event_types=self.settings.event_weights,

@@ -23,7 +23,7 @@ KEY = b"unit-test-key"
 def bronze_rows(spark, rows, source_format="generic"):
     full = []
     for r in rows:
-        values = {f: None for f in (c.EVENT_ID, *c.RAW_EVENT_FIELDS)}
+        values = {f: None for f in BRONZE_EVENTS.schema.fieldNames()}  # in schema order
         values.update(r)
         values.update(
             source_format=source_format,
