@@ -21,6 +21,7 @@ from online.routers import events, health, items, recommendations
 from online.routers.metrics import router as metrics_router
 from online.services import ServiceError, UnavailableError
 from online.services import impressions as impression_log
+from online.services.common import experiment_of
 from recolake import __version__
 from recolake.eventlog import open_event_log
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect_async
@@ -104,6 +105,7 @@ def _openapi(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.require_pseudonymisation_key()  # fail at start-up, not on the first request
+    experiment_of(settings)  # the experiments file too (ExperimentConfigError says why)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

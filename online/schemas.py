@@ -52,7 +52,25 @@ class Shortfall(BaseModel):
     filtered: Filtered
 
 
+RECOMMENDATION_ID_DOC = (
+    "This response's id (uuid4, 32 hex digits), fresh for every response: send it back as "
+    "`recommendation_id` with the events that follow from this list (a click, a cart, a "
+    "purchase) so the experiments' attribution credits them to it."
+)
+EXPERIMENT_DOC = (
+    "The online experiment this response was served under (the API's experiments file); null "
+    "when none is declared, or when the request has neither user nor session id to assign."
+)
+VARIANT_DOC = (
+    "The experiment's variant this response was served with (a subject always gets the same "
+    'one); "default" outside any experiment.'
+)
+
+
 class RecommendationsResponse(BaseModel):
+    recommendation_id: str = Field(pattern="^[0-9a-f]{32}$", description=RECOMMENDATION_ID_DOC)
+    experiment: str | None = Field(description=EXPERIMENT_DOC)
+    variant: str = Field(description=VARIANT_DOC)
     user_id: str | None = Field(description="The shop's user id; null for an anonymous session.")
     session_id: str | None = None
     items: list[RecommendedItem]
@@ -63,12 +81,30 @@ class RecommendationsResponse(BaseModel):
         description="Registry version of the model behind the served publication."
     )
     publication: str | None = Field(default=None, description="Id of the served Redis publish.")
+    weights_source: Literal["publication", "settings", "experiment", "default"] = Field(
+        description="Where the blend weights of this list came from: `publication`: the "
+        "served publication's, chosen by the evaluation for its model; `default`: that "
+        "publication carried none, the ranker's defaults; `settings`: explicitly set "
+        "RECOLAKE_BLEND_WEIGHT_* override them; `experiment`: the variant's weights override "
+        "them."
+    )
+    publication_fallback: str | None = Field(
+        default=None,
+        description="Present only when the experiment's variant names a publication Redis "
+        "does not hold (expired or never published): that version; the live publication "
+        "(`publication`) was served instead.",
+    )
     short: Shortfall | None = Field(
         default=None, description="Present only when fewer than k items are returned: why."
     )
 
 
 class SimilarItemsResponse(BaseModel):
+    recommendation_id: str = Field(pattern="^[0-9a-f]{32}$", description=RECOMMENDATION_ID_DOC)
+    experiment: str | None = Field(
+        default=None, description="Always null: item pages are not part of an experiment."
+    )
+    variant: str = Field(default="default", description='Always "default" (see `experiment`).')
     item_id: str
     kind: Literal["similar", "bought_together"]
     items: list[RecommendedItem]

@@ -9,6 +9,10 @@ SET. Before anything is written it checks that the catalog can serve: a catalog 
 unavailable, or a popular list with too few available items, means a broken import, and
 publishing it would answer every visitor with an empty or short list; it raises
 ``NotServableError`` with the counts, so the last good publication keeps serving.
+
+The publication's meta carries the blend weights the evaluation chose for the champion
+version (its registry tag ``tracking.SERVED_WEIGHTS_TAG``; the ranker's defaults, recorded as
+``weights_source: default``, when the version has none): the API ranks with them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from recolake import tracking
 from recolake.onlinestore import NEIGHBOUR_KINDS
 from recolake.onlinestore.batch import BatchWriter
 from recolake.onlinestore.codecs import index_width
+from recolake.ranking import Weights
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.publish")
@@ -55,6 +60,8 @@ class PublishResult:
     replaced: str | None
     items: int = 0
     neighbours: dict[str, int] | None = None
+    #: The blend weights written into the meta (None: the ranker's defaults).
+    weights: Weights | None = None
 
 
 class NotServableError(RuntimeError):
@@ -196,6 +203,27 @@ def write_neighbours(
     return written
 
 
+def served_weights(model_version) -> Weights | None:
+    """The blend weights chosen for a registry model version (its SERVED_WEIGHTS_TAG), or
+    None when it has none (then the publication serves the defaults and says so). A tag that
+    does not parse stops the publish: serving a silently different blend is worse."""
+    payload = (model_version.tags or {}).get(tracking.SERVED_WEIGHTS_TAG)
+    if not payload:
+        log.warning(
+            "publish: model version %s has no %s tag: serving the default blend weights",
+            model_version.version,
+            tracking.SERVED_WEIGHTS_TAG,
+        )
+        return None
+    try:
+        return Weights.from_json(payload)
+    except ValueError as exc:
+        raise ValueError(
+            f"model version {model_version.version}: tag {tracking.SERVED_WEIGHTS_TAG} is not "
+            f"valid blend weights ({exc}): nothing published"
+        ) from exc
+
+
 def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     health = check_servable(spark, settings, ds)  # before anything is loaded or written
     client = tracking.configure(settings)
@@ -203,6 +231,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         settings.registered_model_name, settings.champion_alias
     )
     model_ds = date.fromisoformat(client.get_run(champion.run_id).data.tags["ds"])
+    weights = served_weights(champion)  # before anything is written: a bad tag stops here
     als_model = mlflow.spark.load_model(tracking.champion_uri(settings)).stages[-1]
 
     indexes = Indexes.read(spark, settings, model_ds)
@@ -267,9 +296,10 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         grace_seconds=settings.publish_grace_seconds,
         index_blocks=index_blocks,
         index_width=width,
+        weights=weights,
     )
     result = PublishResult(
-        version, str(champion.version), users, len(popular), replaced, items, neighbours
+        version, str(champion.version), users, len(popular), replaced, items, neighbours, weights
     )
     log.info("publish %s: %s", ds, result)
     return result
@@ -286,7 +316,8 @@ def main(
     print(
         f"publish {args.ds}: version {result.version} live (model v{result.model_version}, "
         f"{result.users} users, {result.popular} popular items, {result.items} catalog items, "
-        f"neighbours {result.neighbours or {}})",
+        f"neighbours {result.neighbours or {}}, blend weights "
+        f"{result.weights.as_dict() if result.weights else 'default'})",
         flush=True,
     )
     return result

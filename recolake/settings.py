@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     max_per_category: int | None = Field(
         default=3, ge=1, description="Diversity: at most this many items per category in top k."
     )
+    experiments_file: str | None = Field(
+        default=None,
+        description="JSON or TOML file declaring the online experiment (recolake/experiments.py: "
+        "name, salt, variants with shares, weights and/or publication); read and validated when "
+        "the API starts. Unset: no experiment.",
+    )
     online_cache_items: int = Field(
         default=200_000, ge=0, description="Per-process cache of published catalog/neighbours."
     )

@@ -3,8 +3,11 @@ filtered (no user needed: product pages, carts)."""
 
 from __future__ import annotations
 
+import uuid
+
 from online.services import NotFoundError
 from online.services.common import filters_of, guarded
+from recolake.experiments import DEFAULT_VARIANT
 from recolake.onlinestore.reader import Reader
 from recolake.ranking import similar
 from recolake.settings import Settings
@@ -55,6 +58,9 @@ async def neighbours_of(
         k=k,
     )
     body = {
+        "recommendation_id": uuid.uuid4().hex,
+        "experiment": None,  # item pages are not part of an experiment
+        "variant": DEFAULT_VARIANT,
         "item_id": item_id,
         "kind": label,
         "items": [

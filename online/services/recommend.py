@@ -3,13 +3,22 @@
 
 Candidates come from the user's published ALS list, the neighbours (co_view,
 bought_together, content) of the recent items the streaming job keeps per user/session,
-trending and popular; see recolake/ranking.py for the scoring."""
+trending and popular; see recolake/ranking.py for the scoring.
+
+Weights: the served publication's (``onlinestore.meta.PublicationMeta.weights``, chosen by the
+evaluation), explicitly set ``blend_weight_*`` settings over them, and the request's experiment
+variant over those (``common.weights_for``). The variant is a pure function of the subject
+(recolake/experiments.py): no Redis round trip. Every response carries a fresh
+``recommendation_id``, its ``experiment`` and ``variant``."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from online.services.common import filters_of, guarded, weights_of
+from online.services.common import experiment_of, filters_of, guarded, weights_for
+from online.services.impressions import log_impression
+from recolake.experiments import Assignment, assign
 from recolake.onlinestore import NEIGHBOUR_KINDS, session_subject, user_subject
 from recolake.onlinestore.reader import Reader, Snapshot
 from recolake.onlinestore.values import decode_category_affinity
@@ -27,8 +36,15 @@ class RecommendQuery:
     category: str | None = None
 
 
-async def _read(reader: Reader, settings: Settings, query: RecommendQuery, user_key, subjects):
-    snap = await reader.snapshot(user_key, subjects)
+async def _read(
+    reader: Reader,
+    settings: Settings,
+    query: RecommendQuery,
+    user_key,
+    subjects,
+    publication: str | None = None,
+):
+    snap = await reader.snapshot(user_key, subjects, publication)
     per_source = max(settings.blend_candidates_per_source, query.k)
     used = anchors(snap.recent, settings.blend_recent_anchors)
     als = (snap.als or [])[:per_source]
@@ -63,21 +79,46 @@ async def recommend(reader: Reader, settings: Settings, query: RecommendQuery) -
     subjects = [user_subject(user_key)] if user_key is not None else []
     if query.session_id is not None:
         subjects.append(session_subject(query.session_id, key))
+    # the user's subject first, else the session's: what the variant is assigned by
+    assignment = assign(experiment_of(settings), subjects[0] if subjects else None)
+    variant = assignment.variant
     snap, used, inputs = await guarded(
-        _read(reader, settings, query, user_key, subjects), settings.api_redis_deadline_seconds
+        _read(
+            reader,
+            settings,
+            query,
+            user_key,
+            subjects,
+            variant.publication if variant is not None else None,
+        ),
+        settings.api_redis_deadline_seconds,
     )
+    weights, weights_source = weights_for(settings, snap.publication, variant)
     ranked = blend(
         inputs,
-        weights=weights_of(settings),
+        weights=weights,
         filters=filters_of(settings, query.exclude, query.category),
         k=query.k,
         n_anchors=settings.blend_recent_anchors,
     )
-    return document(query, snap, used, ranked)
+    body = document(query, snap, used, ranked, assignment, weights_source)
+    await log_impression(settings, body, "recommendations")  # durable before the answer
+    return body
 
 
-def document(query: RecommendQuery, snap: Snapshot, used, ranked: Ranked) -> dict:
+def document(
+    query: RecommendQuery,
+    snap: Snapshot,
+    used,
+    ranked: Ranked,
+    assignment: Assignment,
+    weights_source: str,
+) -> dict:
+    """The response (online/schemas.py RecommendationsResponse documents every field)."""
     body = {
+        "recommendation_id": uuid.uuid4().hex,
+        "experiment": assignment.experiment_name,
+        "variant": assignment.variant_name,
         "user_id": query.user_id,
         "session_id": query.session_id,
         "items": [
@@ -87,7 +128,10 @@ def document(query: RecommendQuery, snap: Snapshot, used, ranked: Ranked) -> dic
         "recent": [a.item_id for a in used],
         "model_version": snap.publication.model_version,
         "publication": snap.publication.version,
+        "weights_source": weights_source,
     }
+    if snap.fallback_from is not None:
+        body["publication_fallback"] = snap.fallback_from
     short = ranked.short(query.k)
     if short is not None:
         body["short"] = short

@@ -4,7 +4,8 @@ A publication is written under a fresh version namespace (``KeyLayout`` keys), e
 the staging TTL (``TtlPolicy.staging_seconds``), from the Spark executors: one writer is
 pickled into the tasks and each partition opens its own client (``connect`` with the jobs'
 timeouts). ``go_live`` then makes the keys permanent, writes the popular list and the meta
-(which names the codec readers must decode with), and switches the live pointer with one SET;
+(``meta.PublicationMeta``: the codec readers must decode with, the blend weights the API ranks
+with), and switches the live pointer with one SET;
 the replaced version expires after the grace period. A publish that dies before ``go_live``
 changes nothing served and its keys expire by themselves.
 
@@ -30,12 +31,14 @@ from recolake.onlinestore.codecs import (
     encode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
+from recolake.onlinestore.meta import TYPED_FIELDS, PublicationMeta
 from recolake.onlinestore.ttl import TtlPolicy
+from recolake.ranking import Weights
 
 WRITE_CHUNK = 500
 
 #: Meta fields go_live sets itself (a caller's meta cannot override them).
-RESERVED_META = ("version", "buckets", "published_at", "codec", "index_blocks", "index_width")
+RESERVED_META = tuple(f for f in TYPED_FIELDS if f not in ("model_version", "ds"))
 
 
 @dataclass(frozen=True)
@@ -156,23 +159,30 @@ class BatchWriter:
         client: redis.Redis | None = None,
         index_blocks: int = 0,
         index_width: int = 0,
+        weights: Weights | None = None,
     ) -> str | None:
         """Make this version the served one; returns the version it replaced.
 
+        ``meta``: ``model_version``, ``ds`` and informational counts; ``weights``: the blend
+        weights chosen for the model (None: the ranker's defaults, recorded as such).
         Order matters: the new keys are complete and permanent before the single SET of the
         live pointer; the old version expires only after, so in-flight readers can finish.
         ``client``: an open client to use (and leave open); by default one is opened here.
         """
         layout, version = self.layout, self.version
-        fields = {
-            **{k: str(v) for k, v in meta.items() if k not in RESERVED_META},
-            "version": version,
-            "buckets": str(self.buckets),
-            "published_at": datetime.now(UTC).isoformat(),
-            "codec": COMPACT_CODEC_VERSION if index_blocks else CODEC_VERSION,
-            "index_blocks": str(index_blocks),
-            "index_width": str(index_width),
-        }
+        fields = PublicationMeta(
+            version=version,
+            buckets=self.buckets,
+            model_version=_text(meta.get("model_version")),
+            ds=_text(meta.get("ds")),
+            published_at=datetime.now(UTC).isoformat(),
+            codec=COMPACT_CODEC_VERSION if index_blocks else CODEC_VERSION,
+            index_blocks=index_blocks,
+            index_width=index_width,
+            weights=weights if weights is not None else Weights(),
+            weights_source="evaluation" if weights is not None else "default",
+            stats={k: str(v) for k, v in meta.items() if k not in TYPED_FIELDS},
+        ).to_hash()
         own = client is None
         client = client if client is not None else self.connect()
         try:
@@ -194,6 +204,10 @@ class BatchWriter:
             if own:
                 client.close()
         return previous
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _chunks(rows: Iterable, size: int) -> Iterator[list]:

@@ -29,6 +29,7 @@ from recolake.onlinestore.codecs import (
     decode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
+from recolake.onlinestore.meta import PublicationMeta
 from recolake.onlinestore.stream import StreamProgress, decode_progress
 from recolake.onlinestore.values import ItemInfo, RecentEvent, decode_item_info, decode_recent
 from recolake.onlinestore.values import merge_recent as _merge_recent
@@ -39,13 +40,13 @@ Items = list
 _loads = json.loads
 
 
-@dataclass(frozen=True)
-class Publication:
-    version: str
-    model_version: str | None
-    buckets: int
-    ds: str | None = None
-    codec: str = "1"
+#: One publication as the API reads it: the typed meta hash (version, buckets, codec,
+#: model_version, ds, the blend ``weights`` and where they came from).
+Publication = PublicationMeta
+
+#: Publications whose per-version caches a process keeps at once: the live one, plus those an
+#: experiment's variants serve (recolake.experiments), least recently used dropped first.
+CACHED_VERSIONS = 4
 
 
 class NothingPublishedError(LookupError):
@@ -62,23 +63,38 @@ class Snapshot:
     trending: Items
     recent: list[RecentEvent]
     affinity_payloads: list[str | None] = field(default_factory=list)
+    #: The publication asked for when it is not in Redis (the live one was read instead).
+    fallback_from: str | None = None
 
 
 class _VersionCache:
     """Published catalog entries and neighbour lists never change within a version, so
-    each process keeps what it read (bounded; emptied when the version changes). ``items``
+    each process keeps what it read (bounded; one per version: ``_PerVersion``). ``items``
     maps an item to its entry, or None when the publication has none."""
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        self.version: str | None = None
         self.items: dict[str, ItemInfo | None] = {}
         self.neighbours: dict[tuple[str, str], Items] = {}
 
-    def for_version(self, version: str) -> _VersionCache:
-        if version != self.version or len(self.items) + len(self.neighbours) > self.max_items:
-            self.version, self.items, self.neighbours = version, {}, {}
+    def bounded(self) -> _VersionCache:
+        if len(self.items) + len(self.neighbours) > self.max_items:
+            self.items, self.neighbours = {}, {}
         return self
+
+
+class _PerVersion(dict):
+    """version -> value, the ``CACHED_VERSIONS`` most recently used only (an A/B test over two
+    publications must not empty one cache on every request of the other)."""
+
+    def get_or_make(self, version: str, make):
+        value = self.pop(version, None)
+        if value is None:
+            value = make()
+        self[version] = value  # most recent last
+        while len(self) > CACHED_VERSIONS:
+            del self[next(iter(self))]
+        return value
 
 
 class Reader:
@@ -95,12 +111,16 @@ class Reader:
         self.client = client
         self.layout = layout
         self.pointer_ttl = pointer_ttl
+        self.cache_items = cache_items
         self._cached: tuple[float, Publication] | None = None
-        self._cache = _VersionCache(cache_items)
-        self._popular: tuple[str, Items] | None = None
+        #: version -> (read at, its meta or None when Redis has none): pinned publications
+        self._pinned: dict[str, tuple[float, Publication | None]] = {}
+        self._caches = _PerVersion()  # version -> _VersionCache
+        self._popular = _PerVersion()  # version -> popular list
+        self._last_popular: tuple[str, Items] | None = None
         self._trending: tuple[str | None, Items] = (None, [])
-        #: (version, block -> item ids) of the publication's item index (codec 2 lists)
-        self._index: tuple[str | None, dict[int, list[str]]] = (None, {})
+        #: version -> (block -> item ids) of the publication's item index (codec 2 lists)
+        self._index = _PerVersion()
 
     async def ping(self, deadline: float) -> bool:
         """PING within ``deadline`` seconds (asyncio.TimeoutError past it)."""
@@ -126,23 +146,49 @@ class Reader:
                 "publish`, or `recolake republish` after a Redis restart)"
             )
         meta = await self.client.hgetall(self.layout.meta(version))
-        publication = Publication(
-            version=version,
-            model_version=meta.get("model_version"),
-            buckets=int(meta.get("buckets", 1)),
-            ds=meta.get("ds"),
-            codec=meta.get("codec") or "1",
-        )
+        publication = Publication.from_hash(version, meta)
         self._cached = (now, publication)
         return publication
 
-    async def snapshot(self, user_key: str | None, subjects: Sequence[str]) -> Snapshot:
+    async def pinned_publication(self, version: str) -> Publication | None:
+        """The meta of a publication that may not be live (an experiment's variant serves
+        it), or None when Redis does not hold it (expired, never published). Cached for
+        ``pointer_ttl`` like the live pointer: one round trip per that long, not per request."""
+        now = time.monotonic()
+        cached = self._pinned.get(version)
+        if cached is not None and now - cached[0] < self.pointer_ttl:
+            return cached[1]
+        meta = await self.client.hgetall(self.layout.meta(version))
+        publication = Publication.from_hash(version, meta) if meta else None
+        if len(self._pinned) > CACHED_VERSIONS:
+            self._pinned.clear()
+        self._pinned[version] = (now, publication)
+        return publication
+
+    async def serving(self, version: str | None = None) -> tuple[Publication, str | None]:
+        """The publication to read: ``version`` if Redis holds it, else the live one; and
+        the version asked for when it fell back (None when it did not)."""
+        if version is not None:
+            live = self._cached[1] if self._cached else None
+            if live is not None and live.version == version:
+                return live, None
+            pinned = await self.pinned_publication(version)
+            if pinned is not None:
+                return pinned, None
+            return await self.publication(), version
+        return await self.publication(), None
+
+    async def snapshot(
+        self, user_key: str | None, subjects: Sequence[str], publication: str | None = None
+    ) -> Snapshot:
         """Round trip 1: the published ALS list of ``user_key`` (bare pseudonymised key),
         recent + affinity of every real-time subject (prefixed), trending, and popular (only
-        on the first request of a version: then cached)."""
-        pub = await self.publication()
+        on the first request of a version: then cached). ``publication``: read that version
+        instead of the live one, if Redis holds it (``Snapshot.fallback_from`` says when not)."""
+        pub, fallback_from = await self.serving(publication)
         layout = self.layout
-        need_popular = self._popular is None or self._popular[0] != pub.version
+        popular = self._popular.get(pub.version)
+        need_popular = popular is None
         async with self.client.pipeline(transaction=False) as pipe:
             if user_key is not None:
                 pipe.hget(
@@ -157,7 +203,8 @@ class Reader:
             replies = await pipe.execute()
         replies = list(replies)
         if need_popular:
-            self._popular = (pub.version, decode_items(replies.pop()))
+            popular = self._popular.get_or_make(pub.version, lambda: decode_items(replies.pop()))
+        self._last_popular = (pub.version, popular)
         als_payload = replies.pop(0) if user_key is not None else None
         trending_payload = replies.pop(0)
         if trending_payload != self._trending[0]:  # changes once per micro-batch at most
@@ -175,20 +222,18 @@ class Reader:
         return Snapshot(
             publication=pub,
             als=als,
-            popular=self._popular[1],  # type: ignore[index]
+            popular=popular,  # type: ignore[arg-type]
             trending=self._trending[1],
             recent=_merge_recent(*recents),
             affinity_payloads=affinities,
+            fallback_from=fallback_from,
         )
 
     async def _positions_to_items(self, pub: Publication, ranked: list[tuple[int, float]]) -> Items:
         """[item_id, score] pairs of a compact list: positions looked up in the item index,
         whose blocks this process reads once per publication (a round trip only for a block
         it has not seen yet)."""
-        version, blocks = self._index
-        if version != pub.version:
-            blocks = {}
-            self._index = (pub.version, blocks)
+        blocks = self._index.get_or_make(pub.version, dict)
         missing = sorted({p // INDEX_BLOCK for p, _ in ranked} - blocks.keys())
         if missing:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -201,7 +246,7 @@ class Reader:
 
     def cached_popular(self) -> tuple[str, Items] | None:
         """(version, popular list) this process last read, if any."""
-        return self._popular
+        return self._last_popular
 
     async def details(
         self,
@@ -212,7 +257,9 @@ class Reader:
         """Round trip 2, only for what this process has not cached yet: catalog entries of
         ``items`` and the neighbour lists ``(kind, item)``. Returns read-only views covering
         at least those (an item the publication does not know maps to None)."""
-        cache = self._cache.for_version(pub.version)
+        cache = self._caches.get_or_make(
+            pub.version, lambda: _VersionCache(self.cache_items)
+        ).bounded()
         known, lists = cache.items, cache.neighbours
         missing_items = [i for i in items if i not in known]
         missing_nbrs = [key for key in neighbour_keys if key not in lists]
