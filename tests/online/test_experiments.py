@@ -106,6 +106,17 @@ def test_assignment_is_stable_across_processes(tmp_path):
     assert set(here) == {"a", "b"}
 
 
+def test_experiments_import_neither_redis_nor_pyspark():
+    code = (
+        "import sys\n"
+        "for name in ('redis', 'pyspark'): sys.modules[name] = None\n"
+        "import recolake.experiments\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_no_experiment_or_no_subject_is_the_default_variant():
     none = assign(None, "u:x")
     assert (none.experiment_name, none.variant_name) == (None, DEFAULT_VARIANT)
