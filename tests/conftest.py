@@ -188,6 +188,8 @@ def make_settings(root: Path, redis_url: str = "redis://127.0.0.1:1/0", **overri
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
         mlflow_artifact_root=str(root / "mlflow" / "artifacts"),
         reports_dir=str(root / "reports"),
+        # The API logs impressions there on every read: never into the checkout's var/.
+        landing_dir=str(root / "landing"),
         redis_url=redis_url,
         pseudonymisation_key=TEST_KEY,
         spark_shuffle_partitions=2,
