@@ -73,8 +73,12 @@ def train_als(
     One user block and one item block per core (Spark's default is 10 x 10 whatever the
     cluster): benchmarks/als_speed.py measured the small default blocks as most of the gap
     to the `implicit` library on 2 cores. ``training``: ``strength`` already encoded
-    (:func:`encoded_training`), when several fits share it."""
-    blocks = max(1, strength.sparkSession.sparkContext.defaultParallelism)
+    (:func:`encoded_training`), when several fits share it.
+
+    Deterministic for a given input and session: the seed is the parameters', the block
+    counts are fixed, and the input is laid out by :func:`pinned` (the evaluation compares a
+    re-trained champion with what it measured before, to the last digit)."""
+    blocks = als_blocks(strength)
     als = ALS(
         numUserBlocks=blocks,
         numItemBlocks=blocks,
@@ -91,20 +95,30 @@ def train_als(
         nonnegative=False,
     )
     if training is None:
-        training = indexes.encode(strength).select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
+        training = pinned(
+            indexes.encode(strength).select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH), blocks
+        )
     return als.fit(training)
 
 
+def als_blocks(frame: DataFrame) -> int:
+    """User and item blocks of every fit: one per core of the session."""
+    return max(1, frame.sparkSession.sparkContext.defaultParallelism)
+
+
+def pinned(training: DataFrame, blocks: int) -> DataFrame:
+    """ALS's input in one layout whatever plan produced it: ``blocks`` partitions by user id,
+    rows sorted by (user, item) within each. ALS builds its rating blocks in input order, so
+    the order of its floating-point sums (and so its factors) follows from this alone."""
+    return training.repartition(blocks, c.USER_IDX).sortWithinPartitions(c.USER_IDX, c.ITEM_IDX)
+
+
 def encoded_training(strength: DataFrame, indexes: Indexes) -> DataFrame:
-    """(user_idx, item_idx, strength), one partition per ALS block, cached: the input of
-    several fits on the same data (the tuning trials) is joined and shuffled once."""
-    blocks = max(1, strength.sparkSession.sparkContext.defaultParallelism)
-    return (
-        indexes.encode(strength)
-        .select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
-        .repartition(blocks, c.USER_IDX)
-        .cache()
-    )
+    """(user_idx, item_idx, strength), one partition per ALS block (:func:`pinned`), cached:
+    the input of several fits on the same data (the tuning trials) is joined and shuffled
+    once."""
+    training = indexes.encode(strength).select(c.USER_IDX, c.ITEM_IDX, c.STRENGTH)
+    return pinned(training, als_blocks(strength)).cache()
 
 
 def recommend(

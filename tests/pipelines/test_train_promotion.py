@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 import zlib
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,8 @@ from models.offline import MODELS
 from pipelines import content, evaluate, gold, ingest, promote, silver, train
 from pipelines.promote import promotion_decision
 from recolake import tracking
+from recolake.evaluation_document import EvaluationDocument
+from recolake.ranking import Weights
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import make_settings
 
@@ -171,6 +174,35 @@ def test_the_gate_judges_the_served_blends_from_the_document(tmp_path):
     assert str(client.get_model_version_by_alias(name, "champion").version) == third
 
 
+@pytest.mark.spark
+def test_als_fits_are_pinned_whatever_the_input_layout(spark):
+    """The same pairs in another order and partitioning give the very same factors (what
+    lets the gate's test compare a re-trained champion to the last digit)."""
+    import random
+
+    from models.als import ALSParams, Indexes, encoded_training, train_als
+
+    rnd = random.Random(7)
+    pairs = {(f"u{rnd.randrange(60)}", f"i{int(rnd.paretovariate(1.3)) % 40}") for _ in range(600)}
+    rows = [(u, i, 1.0 + rnd.random() * 4) for u, i in sorted(pairs)]
+    params = ALSParams(rank=4, max_iter=2, reg_param=0.1, alpha=20.0, seed=3)
+    schema = "user_key string, item_id string, strength double"
+
+    def factors(ordered, partitions, *, shared: bool):
+        strength = spark.createDataFrame(ordered, schema).repartition(partitions)
+        indexes = Indexes.build(strength)
+        training = encoded_training(strength, indexes) if shared else None
+        model = train_als(strength, indexes, params, training=training)
+        return sorted((r.id, tuple(r.features)) for r in model.userFactors.collect()) + sorted(
+            (r.id, tuple(r.features)) for r in model.itemFactors.collect()
+        )
+
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    # Another order, another partitioning, and the tuning's shared (cached) input path.
+    assert factors(rows, 1, shared=False) == factors(shuffled, 3, shared=True)
+
+
 def test_als_grid_from_settings(tmp_path):
     one = make_settings(tmp_path)
     assert one.als_grid() == [
@@ -226,18 +258,32 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
 
     out = tmp_path / "out" / "metrics.json"
     evaluated = evaluate.main(["--ds", DS.isoformat(), "--output", str(out)], spark, good)
+    typed = EvaluationDocument.read(out)  # what evaluate wrote is a valid typed document
+    assert typed == EvaluationDocument.parse(evaluated.document)
     doc = json.loads(out.read_text())
-    assert doc == json.loads(json.dumps(evaluated.document))
     assert doc["k"] == 10 and doc["split"]["kind"] == "time" and doc["champion"] is None
-    assert set(doc["models"]) == {*MODELS, "hybrid"}
+    assert typed.primary_metric == "ndcg@10"
+    assert {*MODELS, "served"} <= set(doc["models"]) <= {*MODELS, "served", "hybrid"}
     for name, values in doc["models"].items():
         assert {m.split("@")[0] for m in values} == METRICS, name
         assert 0 <= values["ndcg@10"] <= 1 and values["hit_rate@10"] >= values["precision@10"]
-    weights = doc["hybrid"]["weights"]
-    assert set(weights) == set(good.hybrid_models) and sum(weights.values()) == pytest.approx(1)
-    # The chosen weights are the validation optimum: no single model beats them there.
-    best = doc["hybrid"]["validation_ndcg@10"]
-    assert all(best >= v for v in doc["hybrid"]["single_models"].values())
+    # The served weights are the API's (recolake.ranking.Weights), chosen on validation.
+    served_weights = Weights.from_mapping(typed.served_weights())
+    assert typed.served.validation_users > 0 and typed.served.grid_points > 1
+    assert all(served_weights.as_dict()[n] == w for n, w in typed.served_weights().items())
+    # Popularity and trending are sources of the blend, its weights chosen on validation:
+    # on the test split it scores at least every baseline, within noise. Per-user NDCG is in
+    # [0, 1], so its standard deviation is at most sqrt(m (1 - m)); the margin is two
+    # standard errors of the baseline's mean over the evaluated users.
+    users = typed.split.evaluated_users
+    served = typed.primary("served")
+    for baseline in ("popularity", "popularity_by_category", "trending", "trending_by_category"):
+        value = typed.primary(baseline)
+        margin = 2 * math.sqrt(value * (1 - value) / users)
+        assert served >= value - margin, (baseline, served, value, margin)
+    if "hybrid" in doc["models"]:  # the offline hybrid of today, while it exists
+        value = typed.primary("hybrid")
+        assert served >= value - 2 * math.sqrt(value * (1 - value) / users), (served, value)
     assert len(doc["popularity_profile"]["popularity"]) == 10
     # Popularity piles up in the most popular decile, more than history does.
     profile = doc["popularity_profile"]
@@ -247,27 +293,24 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     run = client.get_run(evaluated.run_id)
     assert run.data.tags["step"] == "evaluate" and run.data.tags["candidate_version"] == "1"
     assert run.data.metrics["als.ndcg_at_10"] == pytest.approx(doc["models"]["als"]["ndcg@10"])
-    assert run.data.metrics["hybrid.ndcg_at_10"] == pytest.approx(
-        doc["models"]["hybrid"]["ndcg@10"]
-    )
+    assert run.data.metrics["served.ndcg_at_10"] == pytest.approx(served)
+    assert EvaluationDocument.from_mlflow(client, evaluated.run_id) == typed
     artifacts = {a.path for a in client.list_artifacts(evaluated.run_id)}
     assert {"evaluation.json", "report"} <= artifacts
     assert evaluated.reused == []
 
     # The nightly hands train's validation fit (same split, the chosen parameters) to
-    # evaluate: the hybrid is weighed on it instead of a new fit, and measures the same.
+    # evaluate instead of a new fit: ALS is pinned (models.als.pinned, fixed blocks and
+    # seed), so it measures exactly the same.
     fit = first.validation_fit
     assert fit is not None and fit.params == first.params and fit.depth == good.eval_depth
     reusing = evaluate.run(spark, good, DS, tmp_path / "reuse.json", validation_fit=fit)
-    assert reusing.reused == ["validation_split_and_als_fit"]
-    assert reusing.document["hybrid"]["validation_ndcg@10"] == pytest.approx(
-        doc["hybrid"]["validation_ndcg@10"], abs=0.02
-    )
-    assert reusing.document["hybrid"]["validation_users"] == doc["hybrid"]["validation_users"]
-    for name in MODELS:
-        assert reusing.metrics[name]["ndcg@10"] == pytest.approx(
-            doc["models"][name]["ndcg@10"], abs=0.02
-        ), name
+    assert "validation_split_and_als_fit" in reusing.reused
+    reused_doc = EvaluationDocument.parse(reusing.document)
+    assert reused_doc.served.validation == pytest.approx(typed.served.validation, abs=1e-9)
+    assert reused_doc.served_weights() == typed.served_weights()
+    for name in typed.models:
+        assert reused_doc.primary(name) == pytest.approx(typed.primary(name), abs=1e-9), name
 
     # Lineage: the tables change (gold rebuilt with other weights), the run's Delta versions
     # still rebuild its training input and model.
@@ -295,13 +338,22 @@ def test_tune_evaluate_promote_and_gate(spark, tmp_path):
     second = train.run(spark, bad, DS)
     assert second.trials == [] and second.params.rank == 1
     second_eval = evaluate.run(spark, bad, DS, tmp_path / "second.json")
-    champion_doc = second_eval.document["champion"]
-    assert champion_doc["version"] == first.model_version
-    assert second_eval.metrics["als"]["ndcg@10"] < champion_doc["ndcg@10"]
-    # The champion's configuration re-trained on the same split measures what it did.
-    assert champion_doc["ndcg@10"] == pytest.approx(doc["models"]["als"]["ndcg@10"], abs=0.02)
+    second_doc = EvaluationDocument.parse(second_eval.document)
+    champion_doc = second_doc.champion
+    assert champion_doc is not None and champion_doc.version == first.model_version
+    assert second_doc.primary("als") < champion_doc.metrics["ndcg@10"]
+    # The champion re-trained on the same split measures what it did, to the last digits
+    # (ALS pinned): its ALS configuration, and its served blend, which the gate compares.
+    assert champion_doc.metrics["ndcg@10"] == pytest.approx(typed.primary("als"), abs=1e-9)
+    assert second_doc.champion_served() == pytest.approx(served, abs=1e-9)
+    # The crippled ALS drags the candidate's served blend below the champion's: kept.
+    candidate_served = second_doc.primary("served")
+    assert candidate_served < second_doc.champion_served()
     gate = promote.run(bad, DS)
     assert not gate.promoted and "kept" in gate.reason
+    assert f"served ndcg@10 {candidate_served:.4f} < champion's {served:.4f}" in gate.reason
+    decided = EvaluationDocument.from_mlflow(client, second_eval.run_id).promotion
+    assert decided is not None and not decided.promoted and decided.champion == served
 
     champion = client.get_model_version_by_alias(good.registered_model_name, "champion")
     assert str(champion.version) == first.model_version != second.model_version
