@@ -1,11 +1,14 @@
 """recolake_nightly: the nightly batch as one Airflow task per Spark job.
 
     ingest -> silver -> gold -> (train, item_cf, content) -> evaluate -> promote -> publish
+    silver -> experiments
 
 `train` tunes ALS on a validation split and registers it as the candidate; item-item CF and
 content run beside it. `evaluate` measures the candidate, the champion's configuration, CF,
 content, the baselines and the offline hybrid on one time split (JSON + HTML report + MLflow);
 `promote` is the gate (champion alias only when not worse); `publish` serves the champion.
+`experiments` credits the day's events to the logged impressions and tests each variant
+against its control (gold.experiment_results, MLflow, HTML) once silver holds the day.
 Every task is `spark-submit pipelines/<job>.py --ds {{ ds }}`; each job overwrites only its
 own partition/as-of state, so clearing a past run (or `airflow backfill create`) rebuilds
 that date alone.
@@ -53,6 +56,7 @@ JOBS: dict[str, tuple[list[str], timedelta]] = {
     "evaluate": ([], timedelta(hours=2)),
     "promote": ([], timedelta(minutes=10)),
     "publish": ([], timedelta(minutes=30)),
+    "experiments": ([], timedelta(minutes=30)),
 }
 
 #: (upstream, downstream): the graph the tests check.
@@ -67,6 +71,7 @@ EDGES = [
     ("content", "evaluate"),
     ("evaluate", "promote"),
     ("promote", "publish"),
+    ("silver", "experiments"),
 ]
 
 
@@ -86,7 +91,8 @@ default_args = {
 
 with DAG(
     dag_id="recolake_nightly",
-    description="ingest, silver, gold, ALS + item_cf + content, evaluate, promote, publish",
+    description="ingest, silver, gold, ALS + item_cf + content, evaluate, promote, publish; "
+    "experiments",
     schedule="@daily",
     # Early enough that any date of the data (the sample ends 2011-12-09) can be backfilled;
     # harmless with catchup off.

@@ -28,6 +28,8 @@ JOBS = {
     "nightly": "ingest -> silver -> gold -> item_cf, content, train -> evaluate -> promote "
     "-> publish",
     "streaming": "events log -> bronze + real-time features in Redis (runs until stopped)",
+    "experiments": "credit events to the impressions that showed them; per-variant rates, "
+    "intervals and tests against control (gold, MLflow, HTML)",
 }
 
 

@@ -353,6 +353,12 @@ class Settings(BaseSettings):
         default=str(VAR_DIR / "reports"),
         description="Where evaluate writes <ds>/evaluation.json and the HTML report.",
     )
+    attribution_window_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="`recolake experiments`: a view, cart or purchase of a recommended item "
+        "is credited to the impression that showed it at most this many hours before.",
+    )
 
     def als_grid(self) -> list[dict[str, float | int]]:
         """The ALS tuning grid as parameter dicts (one point when tuning is off)."""

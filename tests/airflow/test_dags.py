@@ -22,6 +22,7 @@ NIGHTLY_EDGES = {
     ("content", "evaluate"),
     ("evaluate", "promote"),
     ("promote", "publish"),
+    ("silver", "experiments"),
 }
 
 LOAD = """
@@ -82,7 +83,7 @@ print("RESULT " + json.dumps({"state": str(run.state), "tasks": states, "seconds
 @pytest.mark.spark
 @pytest.mark.redis
 @pytest.mark.airflow
-@pytest.mark.timeout(1800)  # nine spark-submits, each a JVM start
+@pytest.mark.timeout(1800)  # ten spark-submits, each a JVM start
 def test_nightly_dag_test_serves_recommendations(
     airflow_python, tmp_path, redis_server, redis_client, api_server_factory
 ):
