@@ -1,7 +1,8 @@
 """Every model's ranked lists on one evaluation split, each trained on that split's past only.
 
-Used twice by `recolake evaluate`: on the validation split (to choose the hybrid's weights)
-and on the test split (to measure everything), and by `recolake train` to tune ALS.
+Used twice by `recolake evaluate`: on the validation split (to choose the hybrid's weights;
+the served blend's are chosen by models/served.py on the same split) and on the test split
+(to measure everything), and by `recolake train` to tune ALS.
 """
 
 from __future__ import annotations
@@ -58,13 +59,16 @@ def model_lists(
     depth: int,
     models: Iterable[str] = MODELS,
     fitted: dict[str, DataFrame] | None = None,
+    cf_neighbours: DataFrame | None = None,
 ) -> dict[str, DataFrame]:
     """{model: (user_key, item_id, score, rank) with rank <= depth} for the evaluated users.
 
     Content neighbours come from the catalog only (no interactions), so the --ds table
     leaks nothing about the hold-out; a missing table leaves the content model out.
     ``fitted``: lists already computed on this very split (the tuning's ALS fit), used as
-    they are instead of fitting again."""
+    they are instead of fitting again; ``cf_neighbours``: the split's item-CF neighbours
+    (models.served.cf_neighbours: kind, item_id, neighbour_id, score, rank) when the served
+    replay needs them too, so they are computed once."""
     fitted = fitted or {}
     wanted = list(models)
     unknown = set(wanted) - set(MODELS)
@@ -95,14 +99,18 @@ def model_lists(
         elif name == "als":
             out[name] = als_lists(split, als_params, depth)
         elif name == "item_cf":
-            kinds = history_and_basket_neighbours(
-                strength,
-                split.train_events,
-                top_n=s.neighbours_top_n,
-                min_support=s.cf_min_support,
-                max_items=s.cf_max_items_per_group,
-            )
-            out[name] = score_from_neighbours(split.history, merge_kinds(kinds), depth)
+            if cf_neighbours is not None:
+                merged = merge_kinds({"all": cf_neighbours})
+            else:
+                kinds = history_and_basket_neighbours(
+                    strength,
+                    split.train_events,
+                    top_n=s.neighbours_top_n,
+                    min_support=s.cf_min_support,
+                    max_items=s.cf_max_items_per_group,
+                )
+                merged = merge_kinds(kinds)
+            out[name] = score_from_neighbours(split.history, merged, depth)
         elif name == "content":
             if content_neighbours is None or content_neighbours.isEmpty():
                 log.info("no content neighbours: the content model is not evaluated")

@@ -108,10 +108,13 @@ class BlendConfig:
 
 @dataclass(frozen=True)
 class ServedState:
-    """Every evaluated user's state at the cut: ``rows`` (ROWS_SCHEMA, per user: ALS,
-    neighbours of the anchors, recent events) plus the lists every user shares."""
+    """Every evaluated user's state at the cut: per-user rows (ROWS_SCHEMA: ALS, neighbours
+    of the anchors, recent events) plus the lists every user shares. Another ALS on the same
+    users and cut: ``dataclasses.replace(state, als=rows_of_als(...))``."""
 
-    rows: DataFrame
+    als: DataFrame
+    neighbours: DataFrame
+    recent: DataFrame
     users: DataFrame
     cutoff: datetime
     config: BlendConfig
@@ -119,6 +122,16 @@ class ServedState:
     popular: list[tuple[str, float]] = field(default_factory=list)
     #: catalog entries of the trending and popular items
     catalog: dict[str, ItemInfo] = field(default_factory=dict)
+    #: what state_at_cut cached (released by unpersist)
+    cached: tuple[DataFrame, ...] = ()
+
+    @property
+    def rows(self) -> DataFrame:
+        return self.als.unionByName(self.neighbours).unionByName(self.recent)
+
+    def unpersist(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
 
 # --------------------------------------------------------------------------- the state (Spark)
@@ -279,8 +292,9 @@ def state_at_cut(
     all); ``shared``: shared_lists() of this cut, when already computed."""
     config = BlendConfig.from_settings(settings, k)
     users = (users if users is not None else split.users).select(c.USER_KEY).distinct()
-    recent = recent_rows(split.train_events, users, split.cutoff, config, settings.event_weights)
-    recent = recent.cache()
+    recent = recent_rows(
+        split.train_events, users, split.cutoff, config, settings.event_weights
+    ).cache()
     anchored = anchor_rows(recent, config)
     nbr = anchored.join(
         neighbours.select(
@@ -292,16 +306,29 @@ def state_at_cut(
         ),
         _ANCHOR,
     )
-    als_top = als.where(F.col(c.RANK) <= config.per_source).join(users, c.USER_KEY, "left_semi")
-    rows = (
-        _as_rows(_with_catalog(als_top, catalog), ALS)
-        .unionByName(_as_rows(_with_catalog(nbr, catalog), NBR))
-        .unionByName(_as_rows(_with_catalog(recent.drop("_n"), catalog), RECENT))
-    )
     trending, popular, entries = shared or shared_lists(
         split.train_events, split.cutoff, settings, catalog
     )
-    return ServedState(rows, users, split.cutoff, config, trending, popular, entries)
+    return ServedState(
+        als=rows_of_als(als, users, catalog, config),
+        neighbours=_as_rows(_with_catalog(nbr, catalog), NBR),
+        recent=_as_rows(_with_catalog(recent.drop("_n"), catalog), RECENT),
+        users=users,
+        cutoff=split.cutoff,
+        config=config,
+        trending=trending,
+        popular=popular,
+        catalog=entries,
+        cached=(recent,),
+    )
+
+
+def rows_of_als(
+    als: DataFrame, users: DataFrame, catalog: DataFrame, config: BlendConfig
+) -> DataFrame:
+    """The ALS part of a state's rows: each user's top ``per_source`` with catalog entries."""
+    top = als.where(F.col(c.RANK) <= config.per_source).join(users, c.USER_KEY, "left_semi")
+    return _as_rows(_with_catalog(top, catalog), ALS)
 
 
 # --------------------------------------------------------------------------- per user (pure)

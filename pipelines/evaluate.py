@@ -5,10 +5,15 @@
 
 Measures, on the last ``holdout_days`` before the end of --ds (each model trained on what
 came before): the ALS candidate (the version `train` registered under the candidate alias,
-re-fitted on the training part with its chosen parameters), the champion's configuration
-when it differs, item-item CF, content, the four popularity/trending baselines and the
-offline hybrid, whose weights are chosen on the ``validation_days`` before the hold-out.
-Writes ``{"k", "split", "models": {name: {"ndcg@10": ...}}, ...}`` to --output (default
+re-fitted on the training part with its chosen parameters), item-item CF, content, the four
+popularity/trending baselines, the offline hybrid (a rank fusion of those lists, kept as the
+yardstick) and ``served``: THE request-time blend (recolake.ranking.blend) replayed per user
+with the state that user had at the cut (models/served.py). The hybrid's and the served
+blend's weights are chosen on the ``validation_days`` before the hold-out; the served weights
+are tagged on the candidate model version (``tracking.SERVED_WEIGHTS_TAG``) for publish. With
+a champion, its ALS configuration and its served blend (its own tagged weights) are measured
+on the same split into the document's ``champion`` section, which the gate compares.
+Writes the typed document (recolake.evaluation_document) to --output (default
 ``<reports_dir>/<ds>/evaluation.json``), the HTML report into ``<output stem>-report/``,
 and the same metrics, document and report to an MLflow run tagged ``step=evaluate`` that
 `promote` reads.
@@ -16,10 +21,9 @@ and the same metrics, document and report to an MLflow run tagged ``step=evaluat
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,14 +48,28 @@ from models.evaluation import (
 )
 from models.hybrid import fuse, ndcg_by_weights, weight_grid
 from models.offline import MODELS, als_lists, model_lists
+from models.served import (
+    BlendConfig,
+    cf_neighbours,
+    replay,
+    rows_of_als,
+    sample_users,
+    state_at_cut,
+    tune,
+)
+from models.served import weight_grid as served_grid
 from pipelines.common import job_parser, parse, session_and_settings
 from pipelines.train import ValidationFit
 from recolake import tracking
+from recolake.evaluation_document import SERVED, EvaluationDocument
+from recolake.ranking import Weights
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.evaluate")
 
 CHAMPION_CONFIG = "als_champion"
+#: The champion's served blend, measured into the champion section (not a row of models).
+CHAMPION_SERVED = "champion_served"
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,10 @@ class EvaluationResult:
             lines.append(
                 f"  {model:<23}" + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
             )
+        served = self.document.get("served")
+        if served:
+            weights = ", ".join(f"{m}={w:g}" for m, w in served["weights"].items())
+            lines.append(f"served weights (validation): {weights}")
         hybrid = self.document["hybrid"]
         if hybrid:
             weights = ", ".join(f"{m}={w:g}" for m, w in hybrid["weights"].items() if w)
@@ -123,7 +145,38 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-def choose_hybrid_weights(
+@dataclass(frozen=True)
+class Choices:
+    """What the validation split chose: the offline hybrid's weights and the served blend's
+    (document sections ``hybrid`` and ``served``; None when validation has no ground truth)."""
+
+    hybrid: dict[str, Any] | None
+    served: dict[str, Any] | None
+
+    @property
+    def served_weights(self) -> Weights | None:
+        return Weights.from_mapping(self.served["weights"]) if self.served else None
+
+
+def neighbour_lists(cf: DataFrame, content: DataFrame) -> DataFrame:
+    """Every neighbour kind a publication carries: (kind, item_id, neighbour_id, score,
+    rank), the split's item-CF and the catalog's content neighbours."""
+    cols = [c.KIND, c.ITEM_ID, c.NEIGHBOUR_ID, c.SCORE, F.col(c.RANK).cast("int").alias(c.RANK)]
+    return cf.select(*cols).unionByName(content.select(*cols))
+
+
+def served_als(
+    split: EvalSplit, params: ALSParams, depth: int, settings: Settings, lists: DataFrame | None
+) -> DataFrame:
+    """ALS lists deep enough for the blend (max(blend_candidates_per_source, k)): the lists
+    at hand when they are, else a fit at that depth."""
+    need = BlendConfig.from_settings(settings, settings.eval_k).per_source
+    if lists is not None and depth >= need:
+        return lists
+    return als_lists(split, params, need)
+
+
+def choose_weights(
     events: DataFrame,
     settings: Settings,
     validation_start,
@@ -134,10 +187,10 @@ def choose_hybrid_weights(
     catalog: DataFrame,
     validation_fit: ValidationFit | None = None,
     reused: list[str] | None = None,
-) -> dict[str, Any] | None:
-    """The hybrid's weights: the grid point with the best NDCG@k on the validation split
-    (the days before the hold-out; models trained before them). None when the validation
-    period has no ground truth.
+) -> Choices:
+    """The hybrid's and the served blend's weights: each grid's point with the best NDCG@k
+    on the validation split (the days before the hold-out; models trained before them).
+    The served grid is scored on at most ``served_tuning_max_users`` (seeded sample) users.
 
     ``validation_fit``: the train job's fit on this same split with these same parameters
     (same session): its split and ALS lists are used instead of preparing and fitting again;
@@ -156,40 +209,97 @@ def choose_hybrid_weights(
             weights=settings.event_weights,
             half_life_days=settings.decay_half_life_days,
         )
+    k, depth = settings.eval_k, settings.eval_depth
+    key = f"ndcg@{k}"
+    cached: list[DataFrame] = []
     try:
         if split.truth.isEmpty():
             log.warning("validation period %s..%s has no ground truth", validation_start, cutoff)
-            return None
+            return Choices(None, None)
+        cf = cf_neighbours(split, settings).cache()
+        cached.append(cf)
         lists = model_lists(
             split,
             settings,
             als_params=als_params,
             content_neighbours=content,
             catalog=catalog,
-            depth=settings.eval_depth,
+            depth=depth,
             models=settings.hybrid_models,
             fitted=fitted,
+            cf_neighbours=cf,
         )
         lists = {m: df.cache() for m, df in lists.items()}
+        cached.extend(lists.values())
         grid = weight_grid(list(lists), settings.hybrid_weight_step)
-        ranked = ndcg_by_weights(lists, split.truth, grid, settings.eval_k, settings.eval_depth)
-        for df in lists.values():
-            df.unpersist()
-        key = f"ndcg@{settings.eval_k}"
-        return {
+        ranked = ndcg_by_weights(lists, split.truth, grid, k, depth)
+        validation_users = split.users.count()
+        hybrid = {
             "weights": ranked[0][0],
             f"validation_{key}": ranked[0][1],
-            "validation_users": split.users.count(),
+            "validation_users": validation_users,
             "grid_points": len(grid),
             "top": [{"weights": w, key: v} for w, v in ranked[:5]],
             "single_models": {
                 m: v for w, v in ranked for m, x in w.items() if x == 1.0 and len(lists) > 1
             },
         }
+
+        users = sample_users(
+            split.users, settings.served_tuning_max_users, settings.als_seed
+        ).cache()
+        cached.append(users)
+        als = served_als(split, als_params, depth, settings, lists.get("als", fitted.get("als")))
+        state = state_at_cut(
+            split,
+            settings,
+            als=als,
+            neighbours=neighbour_lists(cf, content),
+            catalog=catalog,
+            k=k,
+            users=users,
+        )
+        points = served_grid(settings.hybrid_weight_step)
+        tuned = tune(state, split.truth, points)
+        state.unpersist()
+        best, value = tuned.best
+        served = {
+            "weights": best.as_dict(),
+            "validation": value,
+            "validation_users": tuned.users,
+            "grid_points": len(points),
+            "top": [{"weights": w.as_dict(), "value": v} for w, v in tuned.ranked[:5]],
+        }
+        log.info(
+            "served weights on %d validation users (%d grid points): %s %s=%.4f",
+            tuned.users,
+            len(points),
+            best.to_json(),
+            key,
+            value,
+        )
+        return Choices(hybrid, served)
     finally:
+        for df in cached:
+            df.unpersist()
         split.unpersist()
         if validation_fit is not None:
             validation_fit.unpersist()
+
+
+def champion_weights(client: MlflowClient, settings: Settings, version: str) -> Weights:
+    """The served weights tagged on a model version; the defaults when it has none (a
+    version registered before the blend's weights were chosen)."""
+    mv = client.get_model_version(settings.registered_model_name, version)
+    payload = (mv.tags or {}).get(tracking.SERVED_WEIGHTS_TAG)
+    if not payload:
+        log.info(
+            "v%s has no %s tag: its served blend uses the default weights",
+            version,
+            tracking.SERVED_WEIGHTS_TAG,
+        )
+        return Weights()
+    return Weights.from_json(payload)
 
 
 def reusable(fit: ValidationFit | None, start, end, params: ALSParams, depth: int) -> bool:
@@ -265,7 +375,7 @@ def run(
     )
 
     reused: list[str] = []
-    hybrid = choose_hybrid_weights(
+    choices = choose_weights(
         events,
         settings,
         validation_start,
@@ -276,6 +386,8 @@ def run(
         validation_fit=validation_fit,
         reused=reused,
     )
+    hybrid = choices.hybrid
+    served_weights = choices.served_weights or Weights()
     split = prepare_split(
         events,
         cutoff,
@@ -283,6 +395,7 @@ def run(
         weights=settings.event_weights,
         half_life_days=settings.decay_half_life_days,
     )
+    cf = cf_neighbours(split, settings).cache()
     lists = model_lists(
         split,
         settings,
@@ -291,52 +404,79 @@ def run(
         catalog=catalog,
         depth=depth,
         models=MODELS,
+        cf_neighbours=cf,
     )
     lists = {m: df.cache() for m, df in lists.items()}
     if hybrid is not None:
         lists["hybrid"] = fuse(lists, hybrid["weights"], k, depth)
+    # The served blend on the test split: same users, same metrics as every other model.
+    neighbours = neighbour_lists(cf, content)
+    candidate_als = served_als(split, candidate.params, depth, settings, lists["als"])
+    state = state_at_cut(
+        split, settings, als=candidate_als, neighbours=neighbours, catalog=catalog, k=k
+    )
+    lists[SERVED] = replay(state, served_weights).cache()
     if champion is not None and champion.params != candidate.params:
-        lists[CHAMPION_CONFIG] = als_lists(split, champion.params, k)
+        champion_als = als_lists(split, champion.params, max(k, state.config.per_source)).cache()
+        lists[CHAMPION_CONFIG] = champion_als
     elif champion is not None:
         # Same parameters, same split, same data: the champion's configuration is the
         # candidate's fit, measured once.
+        champion_als = candidate_als
         reused.append("champion_config_is_candidate")
+    if champion is not None:
+        # the same users' state at the same cut, with the champion's ALS lists
+        champion_state = replace(
+            state, als=rows_of_als(champion_als, state.users, catalog, state.config)
+        )
+        weights_of_champion = champion_weights(client, settings, champion.version)
+        lists[CHAMPION_SERVED] = replay(champion_state, weights_of_champion).cache()
     metrics, profiles = measure(lists, split, k, catalog)
-    champion_metrics = None
+    champion_section = None
     if champion is not None:
         source = CHAMPION_CONFIG if CHAMPION_CONFIG in metrics else "als"
-        champion_metrics = {
+        champion_section = {
             "version": champion.version,
             "ds": champion.ds,
             "params": champion.params.as_dict(),
-            **metrics[source],
+            "metrics": metrics[source],
+            "served": metrics[CHAMPION_SERVED],
         }
         metrics.pop(CHAMPION_CONFIG, None)
-    document = {
-        "k": k,
-        "ds": ds.isoformat(),
-        "primary_metric": f"{settings.primary_metric}@{k}",
-        "split": {
-            "kind": "time",
-            "cutoff": cutoff.isoformat(),
-            "end": as_of.isoformat(),
-            "holdout_days": settings.holdout_days,
-            "validation_start": validation_start.isoformat(),
-            "validation_days": settings.validation_days,
-            "train_users": split.train_strength.select(c.USER_KEY).distinct().count(),
-            "evaluated_users": split.users.count(),
-        },
-        "models": metrics,
-        "hybrid": hybrid,
-        "candidate": {
-            "version": candidate.version,
-            "ds": candidate.ds,
-            "params": candidate.params.as_dict(),
-        },
-        "champion": champion_metrics,
-        "popularity_profile": profiles,
-        "reused": reused,
-    }
+        metrics.pop(CHAMPION_SERVED, None)
+        profiles.pop(CHAMPION_CONFIG, None)
+        profiles.pop(CHAMPION_SERVED, None)
+    typed = EvaluationDocument.parse(
+        {
+            "k": k,
+            "ds": ds.isoformat(),
+            "primary_metric": f"{settings.primary_metric}@{k}",
+            "split": {
+                "kind": "time",
+                "cutoff": cutoff.isoformat(),
+                "end": as_of.isoformat(),
+                "holdout_days": settings.holdout_days,
+                "validation_start": validation_start.isoformat(),
+                "validation_days": settings.validation_days,
+                "train_users": split.train_strength.select(c.USER_KEY).distinct().count(),
+                "evaluated_users": split.users.count(),
+            },
+            "models": metrics,
+            "served": choices.served,
+            "hybrid": hybrid,
+            "candidate": {
+                "version": candidate.version,
+                "ds": candidate.ds,
+                "params": candidate.params.as_dict(),
+            },
+            "champion": champion_section,
+            "popularity_profile": profiles,
+            "reused": reused,
+        }
+    )
+    document = typed.to_dict()
+    state.unpersist()
+    cf.unpersist()
     for df in lists.values():
         df.unpersist()
     split.unpersist()
@@ -345,10 +485,18 @@ def run(
 
     output = output or Path(settings.reports_dir) / ds.isoformat() / "evaluation.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
+    typed.write(output)
     from models.report import write_report  # matplotlib: only when a report is written
 
-    report = write_report(document, output.parent / f"{output.stem}-report")
+    report = write_report(typed, output.parent / f"{output.stem}-report")
+    if choices.served is not None:
+        # What publish hands the API: the weights chosen for this candidate, on its version.
+        client.set_model_version_tag(
+            settings.registered_model_name,
+            candidate.version,
+            tracking.SERVED_WEIGHTS_TAG,
+            served_weights.to_json(),
+        )
 
     with mlflow.start_run(run_name=f"evaluate-{ds}") as run_info:
         mlflow.set_tags(
@@ -366,18 +514,24 @@ def run(
                 "holdout_days": settings.holdout_days,
                 "validation_days": settings.validation_days,
                 "hybrid_weight_step": settings.hybrid_weight_step,
+                "served_tuning_max_users": settings.served_tuning_max_users,
                 **({f"hybrid.{m}": w for m, w in hybrid["weights"].items()} if hybrid else {}),
+                **({f"served.{m}": w for m, w in served_weights.as_dict().items()}),
             }
         )
         mlflow.log_metrics(
             {metric_key(m, name): v for m, values in metrics.items() for name, v in values.items()}
         )
-        if champion_metrics:
+        if champion_section:
             mlflow.log_metrics(
                 {
-                    metric_key("champion", name): v
-                    for name, v in champion_metrics.items()
-                    if "@" in name
+                    **{
+                        metric_key("champion", n): v for n, v in champion_section["metrics"].items()
+                    },
+                    **{
+                        metric_key(CHAMPION_SERVED, n): v
+                        for n, v in champion_section["served"].items()
+                    },
                 }
             )
         mlflow.log_metric("evaluated_users", document["split"]["evaluated_users"])
