@@ -38,6 +38,8 @@ NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
 #: Raw event fields of the generic format, in file order (all strings in bronze).
 RAW_EVENT_FIELDS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION_ID, QUANTITY, PRICE)
 RAW_ITEM_FIELDS = (ITEM_ID, TITLE, CATEGORY, PRICE, AVAILABLE)
+ERASED_AT = "erased_at"  # erasure ledger: when the user was forgotten
+ERASURE_SOURCE = "erasure_source"  # erasure ledger: cli | api
 
 # Online experiments: silver.impressions (the API's logged lists) and gold.experiment_results.
 RECOMMENDATION_ID = "recommendation_id"

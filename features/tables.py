@@ -400,6 +400,23 @@ GOLD_ITEM_CONTENT_NEIGHBOURS = LakeTable(
 )
 
 
+ERASURE_LEDGER = LakeTable(
+    name="erased_users",
+    layer="silver",
+    keys=(c.USER_KEY,),
+    schema=_schema(
+        (c.USER_KEY, _S, False),
+        (c.ERASED_AT, _TS, False),
+        (c.ERASURE_SOURCE, _S, False),
+    ),
+    partition_by=(),
+    owner_job="pipelines.forget",
+    description="Users forgotten on request (pseudonymised key only: never the raw id): "
+    "every job drops their events stamped at or before erased_at, so a backfill or re-run "
+    "cannot bring them back.",
+)
+
+
 GOLD_EXPERIMENT_RESULTS = LakeTable(
     name="experiment_results",
     layer="gold",
@@ -443,4 +460,5 @@ ALL_TABLES = (
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
     GOLD_EXPERIMENT_RESULTS,
+    ERASURE_LEDGER,
 )

@@ -67,3 +67,27 @@ async def require_read_token(request: Request) -> None:
 
 
 ReadAuth = Depends(require_read_token)
+
+
+async def require_write_token(request: Request) -> None:
+    """Writes need ``Authorization: Bearer <write token>`` (``api_token``): 401 without a
+    token, 403 with a wrong one or when no write token is configured (writes disabled)."""
+    settings: Settings = request.app.state.settings
+    token = _bearer(request)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.api_token.get_secret_value() if settings.api_token else ""
+    if not expected:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="writes are disabled: RECOLAKE_API_TOKEN is not set on the server",
+        )
+    if not secrets.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="invalid token")
+
+
+WriteAuth = Depends(require_write_token)

@@ -183,7 +183,6 @@ class EventIn(BaseModel):
     )
 
 
-
 class EventSummary(BaseModel):
     """What identifies an accepted event to its client (no user or session id)."""
 
@@ -221,3 +220,15 @@ class ErrorResponse(BaseModel):
     for request validation failures)."""
 
     detail: str | list[dict] = Field(description="Why the request was not served.")
+
+
+class ErasedOnline(BaseModel):
+    realtime_keys: int = Field(description="Real-time documents deleted (recent, affinity).")
+    published_lists: int = Field(description="Published recommendation lists deleted.")
+    publications: int = Field(description="Publications in Redis that were looked at.")
+
+
+class ErasureResponse(BaseModel):
+    user_id: str
+    online: ErasedOnline
+    lake: str = Field(description="What happens to the user's rows in the lake, and when.")

@@ -18,7 +18,8 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features import transforms
-from features.tables import BRONZE_EVENTS, BRONZE_ITEMS
+from features.erasure import drop_erased, erasure_ledger
+from features.tables import BRONZE_EVENTS, BRONZE_ITEMS, ERASURE_LEDGER
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake.settings import Settings
 
@@ -74,6 +75,11 @@ def run(
             else None
         )
     partition = {c.INGEST_DS: ds, c.SOURCE_FORMAT: source_format}
+    # Users erased on request stay erased: a re-ingest of an old export does not bring
+    # their events back (features.erasure; the raw id is matched by its pseudonym).
+    if ERASURE_LEDGER.exists(spark, settings):
+        key = settings.require_pseudonymisation_key()
+        events, _ = drop_erased(events, erasure_ledger(spark, settings), key=key)
     BRONZE_EVENTS.overwrite_partitions(events, settings, partition)
     n_events = _count(BRONZE_EVENTS.read(spark, settings), partition)
     n_items = 0

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features import transforms
+from features.erasure import drop_erased, erasure_ledger
 from features.tables import (
     BRONZE_EVENTS,
     BRONZE_IMPRESSIONS,
@@ -48,15 +49,17 @@ class SilverCounts:
     duplicates: int
     silver_inserted: int
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    erased: int = 0  # events of users erased on request (features.erasure): dropped
 
     def balanced(self) -> bool:
-        return self.input == self.silver + self.quarantined + self.duplicates
+        return self.input == self.silver + self.quarantined + self.duplicates + self.erased
 
     def report(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
         return (
             f"input={self.input} silver={self.silver} quarantined={self.quarantined} "
-            f"duplicates={self.duplicates} (new in silver: {self.silver_inserted}; "
+            f"duplicates={self.duplicates} erased={self.erased} "
+            f"(new in silver: {self.silver_inserted}; "
             f"quarantine reasons: {reasons or 'none'})"
         )
 
@@ -70,8 +73,11 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> SilverCounts:
         key=key,
         latest_allowed=transforms.end_of_day(ds) + FUTURE_TOLERANCE,
     )
-    valid, id_duplicates = transforms.dedupe_by_event_id(split.valid.cache())
-    quarantined = split.quarantined.cache()
+    ledger = erasure_ledger(spark, settings)
+    kept, erased = drop_erased(split.valid, ledger, key=key)
+    valid, id_duplicates = transforms.dedupe_by_event_id(kept.cache())
+    quarantined, erased_quarantined = drop_erased(split.quarantined, ledger, key=key)
+    quarantined = quarantined.cache()
 
     metrics = SILVER_EVENTS.upsert(spark, valid, settings, update=False)
     QUARANTINE_EVENTS.overwrite_partition(quarantined, settings, c.INGEST_DS, ds)
@@ -81,6 +87,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> SilverCounts:
         silver=valid.count(),
         quarantined=sum(reasons.values()),
         duplicates=split.exact_duplicates.count() + id_duplicates.count(),
+        erased=erased.count() + erased_quarantined.count(),
         silver_inserted=metrics.get("numTargetRowsInserted", 0),
         quarantine_reasons=reasons,
     )
@@ -88,7 +95,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> SilverCounts:
         items = BRONZE_ITEMS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
         SILVER_ITEMS.upsert(spark, transforms.silver_items(items), settings)
     silver_impressions(spark, settings, ds)
-    for df in (bronze, split.valid, quarantined):
+    for df in (bronze, kept, quarantined):
         df.unpersist()
     if not counts.balanced():
         raise AssertionError(f"silver {ds}: rows unaccounted for: {counts.report()}")

@@ -292,6 +292,24 @@ class Settings(BaseSettings):
         description="Key of the HMAC-SHA256 that replaces user ids past bronze. Required by "
         "the silver job and the API; `make demo` generates one into .recolake/.",
     )
+    erasure_requests_dir: str = Field(
+        default=str(VAR_DIR / "erasure" / "requests"),
+        description="Where DELETE /v1/users/{id} leaves its durable erasure requests "
+        "(pseudonymised keys only) for `recolake forget --pending` (the nightly runs it first).",
+    )
+    erasure_vacuum_retention_hours: float = Field(
+        default=168.0,
+        ge=0,
+        description="VACUUM retention used by `recolake forget` and `recolake retention`: the "
+        "files a DELETE rewrote stay readable by time travel for this long, then are removed "
+        "from storage. 0 removes them at once (safe only while no job writes the table).",
+    )
+    bronze_retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="`recolake retention --ds D` deletes bronze rows ingested before "
+        "D minus this many days (raw events are kept no longer than needed).",
+    )
 
     # --- features ------------------------------------------------------------------------
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))

@@ -1,0 +1,36 @@
+"""Erasing a user (DELETE /v1/users/{user_id}): at once in Redis, durably queued for the lake.
+
+The request is written first (recolake.erasure: fsynced, pseudonymised key only), so an
+accepted erasure survives a crash of this process or of Redis; then the user's real-time
+documents and published lists are deleted, so the very next request for them is served the
+anonymous fallback. The lake (bronze ... gold, id maps, landing files) is erased by
+`recolake forget --pending`, which the nightly runs first and which clears Redis once more
+after scrubbing the landing files the streaming job may still read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from online.services.common import guarded
+from recolake.erasure import ErasureRequests
+from recolake.onlinestore.erasure import forget_user_async
+from recolake.onlinestore.reader import Reader
+from recolake.privacy import pseudonymise
+from recolake.settings import Settings
+
+
+async def forget(reader: Reader, settings: Settings, user_id: str) -> dict:
+    user_key = pseudonymise(user_id, settings.require_pseudonymisation_key())
+    requests = ErasureRequests(settings.erasure_requests_dir)
+    await asyncio.to_thread(requests.add, user_key, "api")
+    erased = await guarded(
+        forget_user_async(reader.client, reader.layout, user_key),
+        settings.api_redis_deadline_seconds,
+    )
+    return {
+        "user_id": user_id,
+        "online": erased.as_dict(),
+        "lake": "queued: `recolake forget --pending` (run first by the nightly) erases the "
+        "user's rows, landing files and id maps",
+    }
