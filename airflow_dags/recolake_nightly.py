@@ -1,12 +1,16 @@
 """recolake_nightly: the nightly batch as one Airflow task per Spark job.
 
-    ingest -> silver -> gold -> (train, item_cf, content) -> evaluate -> promote -> publish
+    forget -> ingest -> silver -> gold -> (train, item_cf, content) -> evaluate -> promote
+    -> publish -> retention
     silver -> experiments
 
 `train` tunes ALS on a validation split and registers it as the candidate; item-item CF and
 content run beside it. `evaluate` measures the candidate, the champion's configuration, CF,
 content, the baselines and the offline hybrid on one time split (JSON + HTML report + MLflow);
 `promote` is the gate (champion alias only when not worse); `publish` serves the champion.
+`forget --pending` first erases the users the API was asked to forget (DELETE
+/v1/users/{id}), so nothing downstream sees them; `retention` last deletes bronze rows older
+than `bronze_retention_days` and VACUUMs.
 `experiments` credits the day's events to the logged impressions and tests each variant
 against its control (gold.experiment_results, MLflow, HTML) once silver holds the day.
 Every task is `spark-submit pipelines/<job>.py --ds {{ ds }}`; each job overwrites only its
@@ -39,6 +43,7 @@ DEFAULT_EVENTS = str(HOME / "data" / "sample" / "online_retail_sample.csv.gz")
 
 #: task id -> (extra job arguments, execution timeout)
 JOBS: dict[str, tuple[list[str], timedelta]] = {
+    "forget": (["--pending"], timedelta(minutes=30)),
     "ingest": (
         [
             "--events",
@@ -57,10 +62,12 @@ JOBS: dict[str, tuple[list[str], timedelta]] = {
     "promote": ([], timedelta(minutes=10)),
     "publish": ([], timedelta(minutes=30)),
     "experiments": ([], timedelta(minutes=30)),
+    "retention": ([], timedelta(minutes=30)),
 }
 
 #: (upstream, downstream): the graph the tests check.
 EDGES = [
+    ("forget", "ingest"),
     ("ingest", "silver"),
     ("silver", "gold"),
     ("gold", "item_cf"),
@@ -71,6 +78,7 @@ EDGES = [
     ("content", "evaluate"),
     ("evaluate", "promote"),
     ("promote", "publish"),
+    ("publish", "retention"),
     ("silver", "experiments"),
 ]
 

@@ -38,12 +38,12 @@ from pyspark.sql import SparkSession
 from features import columns as c
 from features.erasure import erased_rows
 from features.tables import ALL_TABLES, ERASURE_LEDGER, LakeTable
-from pipelines.common import configure_logging, session_and_settings
+from pipelines.common import configure_logging, parse_ds, session_and_settings
 from recolake.erasure import ErasureRequests
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect
 from recolake.onlinestore.erasure import forget_user
 from recolake.privacy import pseudonymise
-from recolake.settings import Settings
+from recolake.settings import Settings, get_settings
 
 log = logging.getLogger("recolake.forget")
 
@@ -216,8 +216,15 @@ def main(
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", action="append", help="raw user id to erase (repeatable)")
     who.add_argument("--pending", action="store_true", help="the API's erasure requests")
+    parser.add_argument("--ds", type=parse_ds, help="the run's logical date (Airflow passes it)")
     args = parser.parse_args(argv)
     configure_logging()
+    if (
+        args.pending
+        and not ErasureRequests((settings or get_settings()).erasure_requests_dir).pending()
+    ):
+        print("forget: no pending erasure requests", flush=True)  # no Spark session needed
+        return ForgetResult(users=0)
     spark, settings = session_and_settings("recolake-forget", spark, settings)
     if args.pending:
         result = run_pending(spark, settings)

@@ -1,4 +1,4 @@
-"""Nightly: ingest -> silver -> gold -> item-CF, content, ALS -> evaluate -> promote -> publish.
+"""Nightly: forget, ingest, silver, gold, item-CF, content, ALS, evaluate, promote, publish.
 
     spark-submit pipelines/nightly.py --ds 2011-12-09 --format online_retail --events FILE
     recolake nightly            # the bundled sample, as `make demo` runs it
@@ -17,7 +17,18 @@ from datetime import date
 import mlflow
 from pyspark.sql import SparkSession
 
-from pipelines import content, evaluate, gold, ingest, item_cf, promote, publish, silver, train
+from pipelines import (
+    content,
+    evaluate,
+    forget,
+    gold,
+    ingest,
+    item_cf,
+    promote,
+    publish,
+    silver,
+    train,
+)
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
 from recolake.settings import PROJECT_ROOT, Settings
@@ -29,6 +40,7 @@ SAMPLE_EVENTS = str(PROJECT_ROOT / "data" / "sample" / "online_retail_sample.csv
 SAMPLE_DS = date(2011, 12, 9)
 #: The nightly's steps, in order: each is timed (StepTimer) and logged as step_seconds.<step>.
 STEPS = [
+    "forget",
     "ingest",
     "silver",
     "gold",
@@ -100,6 +112,9 @@ def main(
     spark, settings = session_and_settings("recolake-nightly", spark, settings)
     timer = StepTimer(spark, echo=True)
     ds = args.ds
+    with timer.step("forget") as step:  # the API's erasure requests, before anything reads
+        erased = forget.run_pending(spark, settings)
+        step.counts = f"users={erased.users}"
     with timer.step("ingest") as step:
         ingested = ingest.run(spark, settings, ds, args.events, args.items, args.source_format)
         step.counts = f"events={ingested.events} items={ingested.items}"

@@ -28,6 +28,8 @@ JOBS = {
     "nightly": "ingest -> silver -> gold -> item_cf, content, train -> evaluate -> promote "
     "-> publish",
     "streaming": "events log -> bronze + real-time features in Redis (runs until stopped)",
+    "forget": "erase users everywhere (--user ID, or --pending: the API's DELETE requests)",
+    "retention": "delete bronze rows older than bronze_retention_days before --ds, VACUUM",
     "experiments": "credit events to the impressions that showed them; per-variant rates, "
     "intervals and tests against control (gold, MLflow, HTML)",
 }
@@ -44,7 +46,7 @@ def serve(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, default=settings.api_port)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    from online.metrics import prepare_multiprocess
+    from online.metrics_dir import prepare_multiprocess
 
     prepare_multiprocess(args.workers)  # /metrics sums every worker's (PROMETHEUS_MULTIPROC_DIR)
     uvicorn.run(

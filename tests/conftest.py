@@ -188,6 +188,7 @@ def make_settings(root: Path, redis_url: str = "redis://127.0.0.1:1/0", **overri
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
         mlflow_artifact_root=str(root / "mlflow" / "artifacts"),
         reports_dir=str(root / "reports"),
+        erasure_requests_dir=str(root / "erasure"),
         # The API logs impressions there on every read: never into the checkout's var/.
         landing_dir=str(root / "landing"),
         redis_url=redis_url,

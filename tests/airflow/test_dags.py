@@ -12,6 +12,7 @@ from tests.airflow.conftest import Airflow, build_dist, recolake_env, sample_sli
 from tests.conftest import make_settings
 
 NIGHTLY_EDGES = {
+    ("forget", "ingest"),
     ("ingest", "silver"),
     ("silver", "gold"),
     ("gold", "item_cf"),
@@ -22,6 +23,7 @@ NIGHTLY_EDGES = {
     ("content", "evaluate"),
     ("evaluate", "promote"),
     ("promote", "publish"),
+    ("publish", "retention"),
     ("silver", "experiments"),
 }
 
