@@ -14,7 +14,8 @@ one append per flush window instead of N.
 
 An impression is telemetry: if the event log fails (or raises anything), the recommendation
 is still answered; the error is logged and counted (``failed``), never raised into the
-request. With ``impressions_enabled`` false nothing is logged.
+request. Both outcomes are counted per variant in /metrics (``recolake_impressions_total``).
+With ``impressions_enabled`` false nothing is logged.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from online.metrics import record_impression
 from recolake.eventlog import EventLog, Impression, ImpressionItem
+from recolake.experiments import DEFAULT_VARIANT
 from recolake.settings import Settings
 from recolake.validation import format_timestamp
 
@@ -45,7 +48,7 @@ def impression_of(body: Mapping[str, Any], endpoint: str, now: datetime) -> Impr
         user_id=body.get("user_id"),
         session_id=body.get("session_id"),
         experiment=body.get("experiment"),
-        variant=str(body.get("variant") or "default"),
+        variant=str(body.get("variant") or DEFAULT_VARIANT),
         endpoint=endpoint,
         items=tuple(
             ImpressionItem(str(item["item_id"]), position, str(item.get("source", "")))
@@ -154,6 +157,8 @@ class ImpressionLog:
             await asyncio.to_thread(self.event_log.append, records)
         except Exception as exc:  # telemetry: the answer goes out anyway
             self.failed += len(records)
+            for record in records:
+                record_impression(record.get("variant"), stored=False)
             log.error(
                 "impression log append failed, %d impression(s) lost (%d so far): %s: %s",
                 len(records),
@@ -163,6 +168,8 @@ class ImpressionLog:
             )
             return False
         self.stored += len(records)
+        for record in records:
+            record_impression(record.get("variant"), stored=True)
         return True
 
 

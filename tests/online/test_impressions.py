@@ -175,8 +175,16 @@ class FailingLog:
         pass
 
 
+def impressions_counted(variant: str, outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"variant": variant, "outcome": outcome}
+    return REGISTRY.get_sample_value("recolake_impressions_total", labels) or 0.0
+
+
 def test_a_failing_log_does_not_raise_into_the_request_and_is_counted(caplog):
     failing = FailingLog()
+    before = impressions_counted("a", "failed"), impressions_counted("b", "failed")
 
     async def main():
         log = imp.ImpressionLog(failing, flush_seconds=0.01, batch_max=10)
@@ -188,6 +196,8 @@ def test_a_failing_log_does_not_raise_into_the_request_and_is_counted(caplog):
     log, results = asyncio.run(main())
     assert results == [False] * 25
     assert log.failed == 25 and log.stored == 0 and failing.calls >= 3
+    after = impressions_counted("a", "failed"), impressions_counted("b", "failed")
+    assert (after[0] - before[0], after[1] - before[1]) == (13, 12)  # /metrics, per variant
     assert "impression log append failed" in caplog.text and "disk full" in caplog.text
 
 
