@@ -15,10 +15,10 @@ and the helpers that feed them, in one place.
   at scrape time (recolake.onlinestore.stream.StreamProgress) with a bounded timeout.
 
 Several uvicorn workers (``recolake serve --workers N``): each process counts its own
-requests, so a scrape would see one worker's at random. :func:`prepare_multiprocess` (called by
-``serve`` before the workers start) turns on prometheus-client's multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``): every worker writes its values to files there and a scrape
-sums them. That mode has no ``process_*``/``python_*`` collectors.
+requests, so a scrape would see one worker's at random. ``serve`` therefore turns on
+prometheus-client's multiprocess mode first (online/metrics_dir.py: ``PROMETHEUS_MULTIPROC_DIR``):
+every worker writes its values to files there and any worker's scrape sums them. That mode has
+no ``process_*``/``python_*`` collectors.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -46,13 +44,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from online.metrics_dir import MULTIPROC_ENV
 from recolake.onlinestore.reader import NothingPublishedError, Reader
 from recolake.onlinestore.stream import StreamProgress
 from recolake.ranking import SOURCES
 
 log = logging.getLogger("recolake.api")
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The text format Prometheus scrapes (generate_latest writes it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -134,20 +132,32 @@ def _variant(value: Any) -> str:
 # --- what the routes call ----------------------------------------------------------------
 
 
+_labelled: dict[tuple[int, str], Any] = {}
+
+
+def _child(metric: Counter, value: str) -> Any:
+    """``metric.labels(value)``, looked up once per value (labels() takes a lock: ~1 us)."""
+    key = (id(metric), value)
+    child = _labelled.get(key)
+    if child is None:
+        child = _labelled[key] = metric.labels(value)
+    return child
+
+
 def observe_recommendations(body: Mapping[str, Any]) -> None:
     """Count one recommendation response document (online/services/recommend.py's
     ``document``): its items per source, its variant, and whether it fell back."""
     items = body.get("items") or ()
-    by_source = Tally(item.get("source") for item in items)
+    by_source = Tally([item.get("source") for item in items])
     for source, n in by_source.items():
-        ITEMS_SERVED.labels(source if source in _SOURCES else OTHER).inc(n)
-    RESPONSES.labels(_variant(body.get("variant"))).inc()
+        _child(ITEMS_SERVED, source if source in _SOURCES else OTHER).inc(n)
+    _child(RESPONSES, _variant(body.get("variant"))).inc()
     short = body.get("short")
     if short:
         reason = short.get("reason")
-        FALLBACKS.labels(reason if reason in FALLBACK_REASONS else OTHER).inc()
+        _child(FALLBACKS, reason if reason in FALLBACK_REASONS else OTHER).inc()
     if items and by_source.keys() <= NON_PERSONAL_SOURCES:
-        FALLBACKS.labels("popular_only").inc()
+        _child(FALLBACKS, "popular_only").inc()
 
 
 def record_impression(variant: str | None, stored: bool = True) -> None:
@@ -310,25 +320,6 @@ async def exposition(reader: Reader, timeout: float) -> bytes:
         registry.register(_Process())
     registry.register(_Progress(progress))
     return generate_latest(registry)
-
-
-def prepare_multiprocess(workers: int) -> str | None:
-    """Before ``workers`` uvicorn processes start: with more than one (or when
-    ``PROMETHEUS_MULTIPROC_DIR`` is already set), point the variable at a directory emptied
-    of an earlier run's files (else their counts would be summed in). The workers inherit it
-    and prometheus-client switches to multiprocess mode when they import it. Returns the
-    directory, or None (one worker: in-process metrics)."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if not path:
-        if workers <= 1:
-            return None
-        path = tempfile.mkdtemp(prefix="recolake-metrics-")
-        os.environ[MULTIPROC_ENV] = path
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-    return path
 
 
 def process_exited() -> None:

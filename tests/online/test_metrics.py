@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,14 +16,16 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from online import metrics
+from online.metrics_dir import MULTIPROC_ENV, prepare_multiprocess
 from recolake.onlinestore import KeyLayout
 from recolake.onlinestore.reader import Reader
 from recolake.onlinestore.stream import StreamProgress, decode_progress, write_progress
-from tests.conftest import free_port, make_settings
+from tests.conftest import TEST_KEY, free_port, make_settings
 from tests.online.conftest import publish_sample
 
 USER_ROUTE = "/v1/recommendations/{user_id}"
 VISITOR_ROUTE = "/v1/recommendations"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -141,6 +148,49 @@ def test_redis_outage_counts_errors_and_metrics_still_answers(tmp_path, api_serv
 
 
 @pytest.mark.redis
+def test_several_workers_are_summed_in_one_scrape(published, tmp_path):
+    """`recolake serve --workers 2` as deployed: whichever worker answers a scrape, it
+    reports every worker's requests (prometheus-client's multiprocess mode)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    shared = tmp_path / "prometheus"
+    env = {
+        **os.environ,
+        "RECOLAKE_REDIS_URL": published.redis_url,
+        "RECOLAKE_REDIS_BUCKETS": str(published.redis_buckets),
+        "RECOLAKE_PSEUDONYMISATION_KEY": TEST_KEY,
+        "RECOLAKE_LANDING_DIR": str(tmp_path / "landing"),
+        "RECOLAKE_LAKE_ROOT": str(tmp_path / "lake"),
+        MULTIPROC_ENV: str(shared),  # missing: serve creates it
+    }
+    args = [sys.executable, "-m", "recolake.cli", "serve", "--workers", "2", "--port", str(port)]
+    process = subprocess.Popen(args, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len({f.stem.rsplit("_", 1)[-1] for f in shared.glob("counter_*.db")}) < 2:
+            assert process.poll() is None, "recolake serve exited"
+            assert time.monotonic() < deadline, "the two workers did not start"
+            time.sleep(0.1)
+        while True:  # the socket is shared: whichever worker is ready answers
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "recolake serve did not answer"
+                time.sleep(0.1)
+        before = scrape(url)
+        for _ in range(20):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.get(f"{url}/v1/recommendations/alice").status_code == 200
+        after = scrape(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    labels = {"method": "GET", "route": USER_ROUTE, "status": "200"}
+    assert delta(before, after, "recolake_http_requests_total", **labels) == 20
+    assert delta(before, after, "recolake_recommended_items_total", source="als") == 60
+
+
+@pytest.mark.redis
 def test_stream_progress_round_trips_through_the_onlinestore_contract(redis_client, redis_server):
     layout = KeyLayout("recolake")
     written = {
@@ -189,10 +239,10 @@ def test_labels_stay_bounded(monkeypatch):
 
 
 def test_prepare_multiprocess_empties_the_directory(tmp_path, monkeypatch):
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
-    assert metrics.prepare_multiprocess(1) is None  # one worker: in-process metrics
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path / "mp"))
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    assert prepare_multiprocess(1) is None  # one worker: in-process metrics
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path / "mp"))
     (tmp_path / "mp").mkdir()
     (tmp_path / "mp" / "counter_123.db").write_bytes(b"old run")
-    assert metrics.prepare_multiprocess(4) == str(tmp_path / "mp")
+    assert prepare_multiprocess(4) == str(tmp_path / "mp")
     assert list((tmp_path / "mp").iterdir()) == []
