@@ -7,8 +7,8 @@ keeps them out. Plus the ledger filter on tiny frames."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from datetime import date, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -167,7 +167,9 @@ def test_forgotten_user_is_gone_everywhere_and_stays_gone(
 
     result = forget.run_pending(spark, settings)
     assert result.users == 1 and result.deleted_rows["bronze.events"] > 0
-    assert result.deleted_rows["silver.events"] > 0 and result.deleted_rows["gold.als_user_index"] == 1
+    assert (
+        result.deleted_rows["silver.events"] > 0 and result.deleted_rows["gold.als_user_index"] == 1
+    )
     assert not ErasureRequests(settings.erasure_requests_dir).pending()
 
     for table in forget.user_tables():
@@ -198,3 +200,31 @@ def test_forgotten_user_is_gone_everywhere_and_stays_gone(
     assert bronze.where(f"user_id = '{victim}'").count() == 0
     assert SILVER_EVENTS.read(spark, settings).where(f"user_key = '{victim_key}'").count() == 0
     client.close()
+
+
+@pytest.mark.spark
+def test_retention_deletes_only_bronze_older_than_the_window(spark, tmp_path):
+    from pipelines import retention
+
+    settings = make_settings(tmp_path, bronze_retention_days=30, erasure_vacuum_retention_hours=0)
+    fields = BRONZE_EVENTS.schema.fieldNames()
+
+    def rows(ds: date, n: int):
+        values = {
+            c.USER_ID: "u",
+            c.ITEM_ID: "i",
+            c.EVENT_TYPE: "view",
+            c.SOURCE_FORMAT: "generic",
+            c.INGESTED_AT: datetime(2024, 1, 1),
+            c.INGEST_DS: ds,
+        }
+        return [tuple(values.get(f, f"{f}-{k}") for f in fields) for k in range(n)]
+
+    old, recent = date(2024, 1, 1), date(2024, 3, 1)
+    frame = spark.createDataFrame(rows(old, 2) + rows(recent, 3), BRONZE_EVENTS.schema)
+    BRONZE_EVENTS.overwrite(frame, settings)
+    result = retention.run(spark, settings, date(2024, 3, 15))
+    assert result.before == date(2024, 2, 14)
+    assert result.deleted_rows["bronze.events"] == 2
+    left = raw_rows(spark, BRONZE_EVENTS, settings)  # vacuumed: not even in old files
+    assert sorted({r[c.INGEST_DS] for r in left}) == [recent] and len(left) == 3
