@@ -129,7 +129,7 @@ class _Writer:
             batch_id, time.perf_counter() - started, time.time(), rows, newest
         )
         try:
-            if self._progress_redis is None:  # short timeouts: never holds a batch up long
+            if self._progress_redis is None:  # short timeouts: never holds a lake batch up
                 self._progress_redis = connect(
                     self.settings.redis_url, RedisTimeouts.for_api(self.settings)
                 )
@@ -205,6 +205,7 @@ class RedisWriter(_Writer):
         super().__init__(spark, settings, checkpoint)
         self.redis = connect(settings.redis_url, RedisTimeouts.for_jobs(settings))
         self.writer = StreamWriter.from_settings(self.redis, settings)
+        self._progress_redis = self.redis  # its batches wait on this client anyway
         self._categories: dict[str, str] | None = None
         self._categories_loaded = 0.0
 

@@ -24,6 +24,7 @@ from features.tables import BRONZE_EVENTS, GOLD_ITEM_CATALOG, QUARANTINE_EVENTS
 from recolake import onlinestore
 from recolake.eventlog import LocalEventLog
 from recolake.onlinestore import KeyLayout, user_subject
+from recolake.onlinestore.stream import decode_progress
 from recolake.privacy import pseudonymise
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
@@ -181,6 +182,13 @@ def test_the_redis_query_writes_through_the_stream_writer_on_a_cluster_too(
         assert recent_ids(client, session_subject("s1")) == ["e1"]
         assert recent_ids(client, session_subject("s2")) == ["e2"]
         assert recent_ids(client, user("carol")) == []
+        # Each batch's progress for the API's /metrics, under the query's name.
+        progress = decode_progress(client.hgetall(LAYOUT.stream_progress))
+        assert set(progress) == {"redis"}
+        last = progress["redis"]
+        assert last.batch_id == 1 and last.rows == 1  # the retry: bob's e1, one subject
+        assert last.newest_event_at == pytest.approx(now.timestamp(), abs=0.001)
+        assert 0 < last.duration_seconds < 60 and 0 <= last.lag_seconds < 60
     finally:
         writer.redis.close()
 
