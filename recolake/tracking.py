@@ -37,6 +37,6 @@ def champion_uri(settings: Settings) -> str:
 STEP_TAG = "step"
 
 #: Model-version tag holding the blend weights (``recolake.ranking.Weights.to_json``) chosen
-#: on validation for that version: `promote` sets it, `publish` copies it into the
-#: publication's metadata, the API ranks with it.
+#: on validation for that version: `evaluate` sets it on the candidate, `publish` copies the
+#: champion's into the publication's metadata, the API ranks with it.
 SERVED_WEIGHTS_TAG = "served_weights"

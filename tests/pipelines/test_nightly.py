@@ -139,7 +139,7 @@ def test_nightly_end_to_end_and_rerun(
     # The champion (the first run's model) has the candidate's parameters on the same split:
     # measured once, and said so.
     assert second.evaluation.reused == ["champion_config_is_candidate"]
-    assert second.evaluation.document["champion"]["ndcg@10"] == pytest.approx(
+    assert second.evaluation.document["champion"]["metrics"]["ndcg@10"] == pytest.approx(
         second.evaluation.metrics["als"]["ndcg@10"]
     )
     assert second.publish.replaced == first.publish.version
