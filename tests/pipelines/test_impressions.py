@@ -84,6 +84,10 @@ def test_impression_records_become_one_silver_row_per_shown_item_once(spark, tmp
         {"item_id": "i3", "position": 1, "source": "als"},
         {"item_id": "i4", "position": 2, "source": "als"},
     ]  # bronze keeps the list as its JSON text
+    # The Kafka source parses each message with from_json and the same schema: the same text.
+    message = spark.createDataFrame([(json.dumps(records[1]),)], "value string")
+    parsed = message.select(F.from_json("value", fs.LOG_RECORD_SCHEMA).alias("r")).first().r
+    assert json.loads(parsed[c.ITEMS]) == items and parsed["record"] == "impression"
     silver = SILVER_IMPRESSIONS.conform(transforms.silver_impressions(bronze, key=KEY))
     got = sorted(
         (r[c.RECOMMENDATION_ID], r[c.POSITION], r[c.ITEM_ID], r[c.SUBJECT], r[c.USER_KEY])
