@@ -21,7 +21,7 @@ from models.experiments import (
 from tests.pipelines.shopper_model import ShopperModel, simulate_counts
 
 AA = ShopperModel()
-AB = ShopperModel(preferred_share={"control": 0.05, "treatment": 0.15})
+AB = ShopperModel(preferred_share={"control": 0.05, "treatment": 0.2})
 
 
 def counts(variant: str, n: int, clicked: int, converted: int, revenue: list[float]):

@@ -12,13 +12,13 @@ job must recover.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import numpy as np
 
 from models.experiments import VariantCounts
+from recolake.experiments import Experiment, Variant
 from recolake.onlinestore import session_subject, user_subject
 
 EXPERIMENT = "ranker"
@@ -45,9 +45,9 @@ class ShopperModel:
 
 
 def assign(subject: str, salt: str) -> str:
-    """Deterministic assignment by hash, as the API does (stable across processes)."""
-    digest = hashlib.sha256(f"{salt}:{subject}".encode()).digest()
-    return VARIANTS[digest[0] % 2]
+    """Deterministic assignment by hash, the API's own (recolake.experiments): 50/50."""
+    experiment = Experiment(EXPERIMENT, salt, tuple(Variant(v, 0.5) for v in VARIANTS))
+    return experiment.assign(subject).name
 
 
 @dataclass
