@@ -29,8 +29,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features import experiments as fx
-from features import tables
-from features.tables import GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS
+from features.tables import GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS, SILVER_IMPRESSIONS
 from models.experiments import VariantCounts, VariantResult, experiment_results
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
@@ -171,7 +170,7 @@ def run_on(
 
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> ExperimentsResult:
-    impressions = tables.SILVER_IMPRESSIONS.read_or_empty(spark, settings)
+    impressions = SILVER_IMPRESSIONS.read_or_empty(spark, settings)
     events = SILVER_EVENTS.read_or_empty(spark, settings)
     return run_on(spark, settings, ds, impressions, events)
 

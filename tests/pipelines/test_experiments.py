@@ -12,7 +12,7 @@ from pyspark.sql import types as T
 
 from features import columns as c
 from features import experiments as fx
-from features.tables import GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS
+from features.tables import GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS, SILVER_IMPRESSIONS
 from pipelines import experiments
 from recolake import tracking
 from recolake.onlinestore import session_subject, user_subject
@@ -26,23 +26,7 @@ DS = date(2026, 12, 1)
 T0 = datetime(2026, 12, 1, 10, 0)
 WINDOW = timedelta(hours=24)
 
-#: silver.impressions as the impression log writes it (one row per shown item).
-IMPRESSIONS = T.StructType(
-    [
-        T.StructField(c.RECOMMENDATION_ID, T.StringType(), False),
-        T.StructField(c.USER_KEY, T.StringType(), True),
-        T.StructField(c.SESSION_ID, T.StringType(), True),
-        T.StructField(c.SUBJECT, T.StringType(), False),
-        T.StructField(c.EXPERIMENT, T.StringType(), True),
-        T.StructField(c.VARIANT, T.StringType(), False),
-        T.StructField(c.ENDPOINT, T.StringType(), False),
-        T.StructField(c.ITEM_ID, T.StringType(), False),
-        T.StructField(c.POSITION, T.IntegerType(), False),
-        T.StructField(c.SOURCE, T.StringType(), False),
-        T.StructField(c.IMPRESSION_TIME, T.TimestampType(), False),
-        T.StructField(c.EVENT_DATE, T.DateType(), False),
-    ]
-)
+IMPRESSIONS = SILVER_IMPRESSIONS.schema
 
 
 def events_schema() -> T.StructType:
@@ -197,7 +181,7 @@ def check_truth(result, lake):
 
 
 def test_aa_day_finds_no_difference(spark, lake_settings):
-    lake = simulate_lake(ShopperModel(), seed=7, ds=DS, key=KEY)
+    lake = simulate_lake(ShopperModel(), seed=5, ds=DS, key=KEY)
     result = run_day(spark, lake_settings, lake, DS)
     check_truth(result, lake)
     print(result.report_text())
@@ -207,11 +191,17 @@ def test_aa_day_finds_no_difference(spark, lake_settings):
         assert comparison.p_value > 0.05, (rate, comparison)
 
 
-def test_ab_day_finds_the_better_variant_and_writes_logs_and_renders(spark, lake_settings):
+def test_ab_day_through_the_lake_finds_the_better_variant_logs_and_renders(spark, lake_settings):
+    """The whole job, ``recolake experiments --ds``, reading silver from Delta (users only:
+    silver.events keeps no anonymous events)."""
     ds = DS + timedelta(days=1)
-    model = ShopperModel(preferred_share={"control": 0.05, "treatment": 0.15})
-    lake = simulate_lake(model, seed=7, ds=ds, key=KEY)
-    result = run_day(spark, lake_settings, lake, ds)
+    model = ShopperModel(preferred_share={"control": 0.05, "treatment": 0.2}, anonymous_share=0.0)
+    lake = simulate_lake(model, seed=5, ds=ds, key=KEY)
+    SILVER_IMPRESSIONS.overwrite(
+        spark.createDataFrame(lake.impressions, IMPRESSIONS), lake_settings
+    )
+    SILVER_EVENTS.overwrite(spark.createDataFrame(lake.events, SILVER_EVENTS.schema), lake_settings)
+    result = experiments.main(["--ds", ds.isoformat()], spark=spark, settings=lake_settings)
     check_truth(result, lake)
     print(result.report_text())
     treatment = next(r for r in result.results if r.counts.variant == "treatment")
@@ -220,7 +210,7 @@ def test_ab_day_finds_the_better_variant_and_writes_logs_and_renders(spark, lake
         assert treatment.vs_control[rate].p_value < 0.05, rate
 
     # Gold: this ds's rows, replaced (not appended) on a re-run.
-    run_day(spark, lake_settings, lake, ds)
+    experiments.run(spark, lake_settings, ds)
     gold = GOLD_EXPERIMENT_RESULTS.read(spark, lake_settings).where(f"ds = DATE'{ds}'")
     rows = {r[c.VARIANT]: r for r in gold.collect()}
     assert set(rows) == {"control", "treatment"}
