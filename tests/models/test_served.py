@@ -258,3 +258,15 @@ def test_ndcg_at_k_by_hand():
     assert ndcg_at_k(["a", "x", "b"], {"a", "b"}, 3) == pytest.approx(1.5 / (1 + 1 / 1.5849625))
     assert ndcg_at_k(["x"], set(), 3) == 0.0
     assert ndcg_at_k(["x", "a"], {"a"}, 1) == 0.0
+
+
+def test_weight_grid_spreads_the_sources_over_a_simplex():
+    grid = weight_grid(0.25)
+    assert len(grid) == 70  # C(4 + 4, 4): five sources in quarters
+    assert all(
+        w.als + w.neighbours + w.content + w.trending + w.popular == pytest.approx(1) for w in grid
+    )
+    assert {(w.affinity, w.anchor_decay) for w in grid} == {
+        (Weights().affinity, Weights().anchor_decay)
+    }
+    assert Weights(als=0, neighbours=0, content=0, trending=0, popular=1.0) in grid
