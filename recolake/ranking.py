@@ -17,18 +17,24 @@ the categories the visitor is browsing now.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+from recolake.rules import PROMOTED, ActiveRules, place_pins
+
 #: Every source a recommended item can come from (the `source` field).
-SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular")
+#: "promoted": an item a merchandising rule pinned that no source proposed (recolake/rules.py).
+SOURCES = ("als", "bought_together", "co_view", "content", "trending", "popular", "promoted")
 #: How a reason names the visitor's action on an anchor item ({} is its title).
 ANCHOR_PHRASE = {
     "view": "because you viewed {}",
     "add_to_cart": "because you added {} to your cart",
     "purchase": "because you bought {}",
 }
+#: Event types whose item is never an anchor by default (weight 0, negative feedback): the
+#: API passes ``Settings.non_anchor_event_types()``, which derives them from the settings.
+NOT_ANCHOR_TYPES = frozenset({"remove_from_cart", "hide", "dislike"})
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,15 @@ WEIGHT_NAMES = ("als", "neighbours", "content", "trending", "popular", "affinity
 
 @dataclass(frozen=True)
 class Filters:
+    """What one request lets through, applied to the candidates of every source alike."""
+
     exclude: frozenset[str] = frozenset()
     category: str | None = None
     max_per_category: int | None = None
+    #: Drop what the user bought: ``Inputs.purchased`` and the purchases in the recent list.
+    exclude_purchased: bool = True
+    #: Drop every item of the recent list (just viewed, carted, ...).
+    exclude_recent: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,16 +131,29 @@ class Inputs:
     popular: Sequence[tuple[str, float]] = ()
     category_affinity: Mapping[str, float] = field(default_factory=dict)
     catalog: Mapping[str, ItemInfo] = field(default_factory=dict)
+    #: Items the user bought, from the lake's history (the publication's purchased set).
+    purchased: frozenset[str] = frozenset()
+    #: Items the subject hid or disliked (the streaming job's hidden set): never served.
+    hidden: frozenset[str] = frozenset()
 
 
-def anchors(recent: Sequence[RecentEvent], limit: int) -> list[RecentEvent]:
+def anchors(
+    recent: Sequence[RecentEvent],
+    limit: int,
+    not_anchor_types: Collection[str] = NOT_ANCHOR_TYPES,
+    hidden: Collection[str] = frozenset(),
+) -> list[RecentEvent]:
     """The distinct recent items (newest event of each), newest first: what neighbours are
-    looked up for."""
+    looked up for. An item whose newest event is of ``not_anchor_types`` (removed from the
+    cart, hidden: the latest word on it is not interest) is no anchor, nor is a ``hidden``
+    item."""
     seen: set[str] = set()
     out = []
     for event in recent:
         if event.item_id not in seen:
             seen.add(event.item_id)
+            if event.event_type in not_anchor_types or event.item_id in hidden:
+                continue
             out.append(event)
             if len(out) == limit:
                 break
@@ -202,13 +227,16 @@ def blend(
     filters: Filters,
     k: int,
     n_anchors: int = 5,
+    not_anchor_types: Collection[str] = NOT_ANCHOR_TYPES,
+    rules: ActiveRules | None = None,
 ) -> Ranked:
     """Candidates from every source, scored, filtered, diversified, top ``k`` (with the
-    counts of what the filters dropped: ``Ranked.short``)."""
+    counts of what the filters dropped: ``Ranked.short``). ``rules``: the merchandising
+    rules live for this request (``_with_rules``)."""
     catalog = inputs.catalog
     pool: dict[str, list] = {}
     _add(pool, inputs.als or (), "als", weights.als)
-    used = anchors(inputs.recent, n_anchors)
+    used = anchors(inputs.recent, n_anchors, not_anchor_types, inputs.hidden)
     by_item = {a.item_id: a for a in used}
     kinds = (
         ("bought_together", weights.neighbours),
@@ -233,16 +261,21 @@ def blend(
                 if info is not None and info.category in lift:
                     cand[_SCORE] *= lift[info.category]
 
-    purchased = frozenset(e.item_id for e in inputs.recent if e.event_type == "purchase")
+    purchased = dropped_items(inputs, filters)  # hidden, bought, recent: every source alike
     out = Ranked()
     out.candidates = len(pool)
-    kept = _select(_ranked(pool), catalog, filters, k, out.filtered, purchased)
+    ranked, promoted = _with_rules(pool, catalog, rules)
+    kept = _select(ranked, catalog, filters, k, out.filtered, purchased)
+    if rules is not None and rules.pins:
+        kept = place_pins(kept, rules.pins, k)
     out.extend(
         Recommendation(
             item_id,
             round(cand[_SCORE], 6),
             cand[_SOURCE],
-            reason_for(cand[_SOURCE], item_id, by_item.get(cand[_ANCHOR] or ""), catalog),
+            PROMOTED
+            if item_id in promoted
+            else reason_for(cand[_SOURCE], item_id, by_item.get(cand[_ANCHOR] or ""), catalog),
         )
         for item_id, cand in kept
     )
@@ -250,7 +283,30 @@ def blend(
 
 
 #: Why a candidate was dropped (the keys of Ranked.filtered).
-DROP_REASONS = ("unavailable", "exclude", "purchased", "category", "diversity")
+DROP_REASONS = (
+    "unavailable",
+    "exclude",
+    "hidden",
+    "purchased",
+    "recent",
+    "category",
+    "diversity",
+)
+
+
+def dropped_items(inputs: Inputs, filters: Filters) -> dict[str, str]:
+    """Item -> why it is dropped whatever its source: hidden by the subject, bought (the
+    lake's history and the recent list's purchases, unless ``exclude_purchased`` is off), in
+    the recent list (``exclude_recent``); hidden wins over bought, bought over recent."""
+    out: dict[str, str] = {}
+    if filters.exclude_recent:
+        out.update(dict.fromkeys((e.item_id for e in inputs.recent), "recent"))
+    if filters.exclude_purchased:
+        bought = [e.item_id for e in inputs.recent if e.event_type == "purchase"]
+        out.update(dict.fromkeys(inputs.purchased, "purchased"))
+        out.update(dict.fromkeys(bought, "purchased"))
+    out.update(dict.fromkeys(inputs.hidden, "hidden"))
+    return out
 
 
 class Ranked(list):
@@ -289,14 +345,15 @@ def drop_reason(
     item_id: str,
     catalog: Mapping[str, ItemInfo],
     filters: Filters,
-    purchased: frozenset[str] = frozenset(),
+    dropped: Mapping[str, str] | Collection[str] = frozenset(),
 ) -> str | None:
-    """The filter that drops an item whatever its rank (None: kept): excluded, bought a
-    moment ago, unavailable, other category."""
+    """The filter that drops an item whatever its rank (None: kept): excluded, hidden /
+    bought / recent (``dropped``: ``dropped_items``; a plain collection means bought),
+    unavailable, other category."""
     if item_id in filters.exclude:
         return "exclude"
-    if item_id in purchased:
-        return "purchased"
+    if item_id in dropped:
+        return dropped[item_id] if isinstance(dropped, Mapping) else "purchased"
     info = catalog.get(item_id)
     if info is not None and not info.available:
         return "unavailable"
@@ -316,7 +373,7 @@ def _select(
     filters: Filters,
     k: int,
     dropped: dict[str, int],
-    purchased: frozenset[str] = frozenset(),
+    purchased: Mapping[str, str] | Collection[str] = frozenset(),
 ) -> list[tuple[str, list]]:
     """Walk the ranking best first: drop what ``drop_reason`` rejects, then allow at most
     ``max_per_category`` items of any one (known) category (diversity after filtering;
@@ -354,9 +411,10 @@ def similar(
     catalog: Mapping[str, ItemInfo],
     filters: Filters,
     k: int,
+    rules: ActiveRules | None = None,
 ) -> Ranked:
     """Neighbours of one item from several kinds merged (same rank scoring as ``blend``);
-    the item itself and filtered items are dropped."""
+    the item itself and filtered items are dropped; ``rules`` as in ``blend``."""
     pool: dict[str, list] = {}
     for kind, items in lists.items():
         _add(pool, items, kind, weights.get(kind, 1.0), item_id)
@@ -369,8 +427,47 @@ def similar(
     }
     out = Ranked()
     out.candidates = len(pool)
+    ranked, promoted = _with_rules(pool, catalog, rules, item_id)
+    kept = _select(ranked, catalog, filters, k, out.filtered)
+    if rules is not None and rules.pins:
+        kept = place_pins(kept, rules.pins, k)
     out.extend(
-        Recommendation(i, round(cand[_SCORE], 6), cand[_SOURCE], reasons.get(cand[_SOURCE], ""))
-        for i, cand in _select(_ranked(pool), catalog, filters, k, out.filtered)
+        Recommendation(
+            i,
+            round(cand[_SCORE], 6),
+            cand[_SOURCE],
+            PROMOTED if i in promoted else reasons.get(cand[_SOURCE], ""),
+        )
+        for i, cand in kept
     )
     return out
+
+
+def _with_rules(
+    pool: dict[str, list],
+    catalog: Mapping[str, ItemInfo],
+    rules: ActiveRules | None,
+    itself: str | None = None,
+) -> tuple[list[tuple[str, list]], frozenset[str]]:
+    """The pool ranked after the merchandising rules (recolake/rules.py), and the items they
+    promoted: boost/bury factors multiply the blended score; pinned items (proposed by a
+    source or not, never ``itself``) go first, so ``_select`` passes them through every
+    filter and the diversity cap like any candidate, and ``place_pins`` then moves the
+    survivors to their positions. No rules: the plain ranking."""
+    if not rules:
+        return _ranked(pool), frozenset()
+    promoted: set[str] = set()
+    for item_id, cand in pool.items():
+        info = catalog.get(item_id)
+        factor = rules.factor(item_id, info.category if info is not None else None)
+        if factor is not None:
+            cand[_SCORE] *= factor
+            if factor > 1:
+                promoted.add(item_id)
+    front = []
+    for _, item_id in rules.pins:
+        if item_id == itself:
+            continue
+        front.append((item_id, pool.pop(item_id, None) or [0.0, 0.0, "promoted", None]))
+        promoted.add(item_id)
+    return front + _ranked(pool), frozenset(promoted)
