@@ -154,3 +154,11 @@ class KeyLayout:
     @staticmethod
     def bucket_of(user_key: str, buckets: int) -> int:
         return zlib.crc32(user_key.encode("utf-8")) % buckets
+    @property
+    def rules(self) -> str:
+        """Hash: the merchandising rules (onlinestore.rules.RulesStore): ``version`` (int),
+        ``doc`` (the current document, codecs.encode_rules) and ``v:<n>`` (the last
+        ``history`` versions, for audit). One key, so a PUT is one atomic script (Cluster
+        too). No TTL."""
+        return f"{self.namespace}:rules"
+

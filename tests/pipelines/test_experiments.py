@@ -232,3 +232,12 @@ def test_ab_day_through_the_lake_finds_the_better_variant_logs_and_renders(spark
     assert result.report.parent.name == "experiments" and "treatment" in html
     png = result.report.parent / "experiment-0.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_day_without_impressions_writes_nothing_and_says_so(spark, lake_settings):
+    """What the nightly does before any experiment ran: no rows, a report that says so."""
+    ds = DS + timedelta(days=10)
+    result = experiments.run(spark, lake_settings, ds)
+    assert result.results == [] and result.report_text() == "no impressions"
+    assert GOLD_EXPERIMENT_RESULTS.read(spark, lake_settings).where(f"ds = DATE'{ds}'").count() == 0
+    assert "No impressions" in result.report.read_text()
