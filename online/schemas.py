@@ -17,7 +17,10 @@ from recolake.validation import (
     TIMESTAMP_PATTERN,
 )
 
-Source = Literal["als", "co_view", "bought_together", "content", "trending", "popular"]
+#: "promoted": pinned by a merchandising rule though no source proposed it (recolake/rules.py).
+Source = Literal[
+    "als", "co_view", "bought_together", "content", "trending", "popular", "promoted"
+]
 
 
 class RecommendedItem(BaseModel):

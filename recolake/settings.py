@@ -198,6 +198,15 @@ class Settings(BaseSettings):
         default="local", description="Where accepted events go: a landing dir, or Kafka."
     )
     landing_dir: str = Field(
+    rules_file: str | None = Field(
+        default=None,
+        description="JSON or TOML file of merchandising rules (recolake/rules.py: boost, bury, "
+        "pin); validated when the API starts and stored in Redis as version 1 if Redis holds "
+        "no rules yet (after that, PUT /v1/rules or `recolake rules --load FILE`). Unset: none.",
+    )
+    rules_history: int = Field(
+        default=50, ge=1, le=1000, description="Rules versions kept in Redis for audit."
+    )
         default=str(VAR_DIR / "landing" / "events"),
         description="Local event log: one JSON-lines file per accepted request (atomic).",
     )

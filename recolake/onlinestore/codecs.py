@@ -110,3 +110,23 @@ def as_bytes(payload: str | bytes) -> bytes:
     """A binary value read through a client that decodes responses: clients are opened with
     ``encoding_errors="surrogateescape"`` (client.connect), so this is lossless."""
     return payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogateescape")
+
+
+# --- merchandising rules (recolake/rules.py) ----------------------------------------------
+
+RULES_CODEC_VERSION = 1
+
+
+def encode_rules(rules: Sequence[dict], author: str | None, updated_at: str) -> str:
+    """One stored rules version (its number is the hash field it is stored under):
+    ``{"codec": 1, "author", "updated_at", "rules": [Rule.as_dict(), ...]}``."""
+    doc = {"codec": RULES_CODEC_VERSION, "author": author, "updated_at": updated_at}
+    return json.dumps({**doc, "rules": list(rules)}, separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_rules(payload: str) -> dict:
+    """The stored document; ValueError for a codec this reader does not know."""
+    doc = json.loads(payload)
+    if not isinstance(doc, dict) or doc.get("codec") != RULES_CODEC_VERSION:
+        raise ValueError(f"rules document of unknown codec: {str(payload)[:60]!r}")
+    return doc
