@@ -1,0 +1,257 @@
+"""The /ui page in headless Chromium (Debian's package, driven by Playwright; never
+`playwright install`) against the real API, real Redis with a sample publication, and real
+MLflow runs: the page loads without console errors, a user's cards show titles, a click
+posts an event and the list follows, the dashboard renders its tables. Screenshots are
+saved under the test's tmp folder (paths printed).
+
+The streaming job's Redis side is run as a thread here (``StreamApplier``: the API's landed
+event files -> ``StreamWriter.write_batch``, the code the streaming job's Redis query calls):
+starting the Spark streaming job would cost a minute of the suite for the same writes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from recolake import tracking
+from recolake.eventlog import is_impression
+from recolake.onlinestore import RedisTimeouts, connect, session_subject, user_subject
+from recolake.onlinestore import stream as st
+from recolake.privacy import pseudonymise
+from recolake.settings import Settings
+from recolake.validation import parse_timestamp
+from tests.conftest import make_settings
+from tests.online.conftest import publish_sample
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis]
+
+READ_TOKEN = "read-secret-1"
+WRITE_TOKEN = "write-secret-2"
+
+
+class StreamApplier:
+    """Applies every event the API lands (one file per request) through the StreamWriter,
+    as the streaming job does; impressions are skipped (the job ignores them too)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.landing = Path(settings.landing_dir)
+        self.client = connect(
+            settings.redis_url, RedisTimeouts(connect_seconds=1, socket_seconds=5)
+        )
+        self.writer = st.StreamWriter.from_settings(self.client, settings)
+        self.key = settings.require_pseudonymisation_key()
+        self.seen: set[str] = set()
+        self.applied: list[dict] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.batch = 0
+
+    def rows(self, event: dict) -> list[dict]:
+        user = event.get("user_id")
+        session = event.get("session_id")
+        user_subj = user_subject(pseudonymise(user, self.key)) if user else None
+        session_subj = session_subject(session, self.key) if session else None
+        ts = parse_timestamp(event["timestamp"]).timestamp()
+        weight = self.settings.event_weights[event["event_type"]]
+        return [
+            {
+                st.SUBJECT: subject,
+                st.PRIMARY: user_subj or session_subj,
+                st.EVENT_ID: event["event_id"],
+                st.ITEM_ID: event["item_id"],
+                st.EVENT_TYPE: event["event_type"],
+                st.TS: ts,
+                st.WEIGHT: weight,
+            }
+            for subject in (user_subj, session_subj)
+            if subject
+        ]
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            for path in sorted(self.landing.glob("events-*.jsonl")):
+                if path.name in self.seen:
+                    continue
+                self.seen.add(path.name)
+                records = [json.loads(line) for line in path.read_text().splitlines() if line]
+                events = [r for r in records if not is_impression(r)]
+                if not events:
+                    continue
+                self.batch += 1
+                rows = [row for e in events for row in self.rows(e)]
+                self.writer.write_batch("browser-test", self.batch, rows, time.time())
+                self.applied.extend(events)
+
+    def __enter__(self) -> StreamApplier:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.client.close()
+
+
+def log_sample_runs(settings: Settings) -> None:
+    """A nightly's step times, an evaluation's metrics per model and experiment results, as
+    pipelines/nightly.py, evaluate.py and experiments.py log them (real MLflow, tmp store)."""
+    tracking.configure(settings)
+    with mlflow.start_run(run_name="nightly-2026-01-01"):
+        mlflow.set_tags({tracking.STEP_TAG: "nightly", "ds": "2026-01-01"})
+        mlflow.log_metrics(
+            {"step_seconds.ingest": 1.5, "step_seconds.train": 12.25, "step_seconds.total": 13.75}
+        )
+    with mlflow.start_run(run_name="evaluate-2026-01-01"):
+        mlflow.set_tags({tracking.STEP_TAG: "evaluate", "ds": "2026-01-01"})
+        mlflow.log_metrics({"als.ndcg_at_10": 0.3125, "popular.ndcg_at_10": 0.125})
+    row = {"experiment": "blend-test", "variant": "treatment", "impressions": 40}
+    row.update({"is_control": False, "ctr": 0.25, "ctr_low": 0.125, "ctr_high": 0.4})
+    with mlflow.start_run(run_name="experiments-2026-01-01"):
+        mlflow.set_tags({tracking.STEP_TAG: "experiments", "ds": "2026-01-01"})
+        mlflow.log_dict([row], "experiment_results.json")
+    plot = Path(settings.reports_dir) / "2026-01-01" / "evaluation-report" / "ndcg.png"
+    plot.parent.mkdir(parents=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(["als", "popular"], [0.3125, 0.125])
+    fig.savefig(plot)
+    plt.close(fig)
+
+
+@pytest.fixture
+def site(tmp_path, redis_server, redis_client, api_server_factory):
+    settings = make_settings(
+        tmp_path, redis_server.url, api_token=WRITE_TOKEN, api_read_token=READ_TOKEN
+    )
+    publish_sample(redis_server.url, settings)
+    log_sample_runs(settings)
+    server = api_server_factory(settings)
+    with StreamApplier(settings) as applier:
+        yield server, applier
+
+
+@pytest.fixture
+def page(tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("no chromium on PATH: `make test` installs Debian's package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.console_errors = []  # type: ignore[attr-defined]
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        yield page
+        browser.close()
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "screenshots" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def enter_tokens(page: Page) -> None:
+    page.fill("#read-token", READ_TOKEN)
+    page.fill("#write-token", WRITE_TOKEN)
+    page.click("#tokens button")
+
+
+def test_the_page_source_holds_no_token(site):
+    server, _ = site
+    for name in ("", "app.js", "app.css"):
+        body = httpx.get(f"{server.url}/ui/{name}").text
+        assert body and WRITE_TOKEN not in body and READ_TOKEN not in body
+    assert httpx.get(f"{server.url}/v1/dashboard").status_code == 401  # reads need a token
+
+
+def test_a_click_posts_a_view_and_the_list_follows(site, page, tmp_path):
+    server, applier = site
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and posts.append((r.url, r.post_data)))
+    page.goto(f"{server.url}/ui/")
+    enter_tokens(page)
+    page.fill("#user-id", "alice")
+    page.click("#show")
+    cards = page.locator("#cards .card")
+    expect(cards.first).to_be_visible()
+    titles = cards.locator("h4").all_inner_texts()
+    assert titles[:3] == ["Lamp", "Rug", "Mug"]  # alice's published list, by catalog title
+    assert page.locator("#recent li").count() == 0
+    first = shot(page, tmp_path, "playground-before")
+
+    page.locator("#cards .card", has_text="Rug").locator("h4").click()
+    expect(page.locator("#recent li[data-item=i2]")).to_be_visible(timeout=5000)
+    expect(page.locator("#status")).to_contain_text("list changed after")
+    assert [json.loads(data)["item_id"] for url, data in posts if url.endswith("/v1/events")] == [
+        "i2"
+    ]
+    assert [(e["item_id"], e["event_type"], e["user_id"]) for e in applier.applied] == [
+        ("i2", "view", "alice")
+    ]
+    after = shot(page, tmp_path, "playground-after")
+    assert first.stat().st_size > 0 and after.stat().st_size > 0
+    assert page.console_errors == []
+
+
+def test_a_fresh_visitor_and_the_item_page(site, page, tmp_path):
+    server, _ = site
+    page.goto(f"{server.url}/ui/")
+    enter_tokens(page)
+    page.click("#fresh")
+    session = page.input_value("#session-id")
+    assert session.startswith("visitor-")
+    expect(page.locator("#cards .card").first).to_be_visible()
+    assert page.locator("#cards h4").all_inner_texts()[:3] == ["Mug", "Pan", "Cup"]  # popular
+    page.locator("#cards .card", has_text="Pan").get_by_role("button", name="Cart").click()
+    expect(page.locator("#recent li[data-item=p2]")).to_be_visible(timeout=5000)
+
+    page.goto(f"{server.url}/ui/#item")
+    page.fill("#item-id", "shoe")
+    page.click("#item-form button")
+    expect(page.locator("#item-title")).to_have_text("Red shoe (shoes)")
+    similar = page.locator("#similar h4").all_inner_texts()
+    assert "Boot" in similar and "Sold out" not in similar  # unavailable items are filtered
+    assert page.locator("#bought-together h4").all_inner_texts() == ["Wool sock"]
+    shot(page, tmp_path, "item")
+    assert page.console_errors == []
+
+
+def test_the_dashboard_renders_its_tables(site, page, tmp_path):
+    server, _ = site
+    page.goto(f"{server.url}/ui/")
+    enter_tokens(page)
+    page.goto(f"{server.url}/ui/#dashboard")
+    expect(page.locator("#status")).to_contain_text("dashboard read at")
+    publication = page.locator("#publication-table").inner_text()
+    assert "v7" in publication and "2026-01-01" in publication
+    steps = page.locator("#steps-table").inner_text()
+    assert "ingest" in steps and "12.2500" in steps and "13.7500" in steps
+    metrics = page.locator("#metrics-table").inner_text()
+    assert "ndcg@10" in metrics and "0.3125" in metrics and "popular" in metrics
+    experiments = page.locator("#experiments-table").inner_text()
+    assert "treatment" in experiments and "0.2500 [0.1250, 0.4000]" in experiments
+    memory = page.locator("#memory-table").inner_text()
+    assert re.search(r"\d\.\d MiB\t\d+\.\d MiB\tno limit\t1", memory), memory
+    expect(page.locator("#plots img")).to_have_count(1)
+    assert page.locator("#plots img").evaluate("i => i.naturalWidth") > 0
+    shot(page, tmp_path, "dashboard")
+    assert page.console_errors == []
