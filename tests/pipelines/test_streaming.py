@@ -193,6 +193,50 @@ def test_the_redis_query_writes_through_the_stream_writer_on_a_cluster_too(
         writer.redis.close()
 
 
+@pytest.mark.spark
+@pytest.mark.redis
+def test_the_lake_query_reports_its_progress(spark, redis_server, redis_client, tmp_path):
+    """The lake query's batch progress for /metrics: the log's rows, and the input lag from
+    the newest event time not ahead of the clock (a far-future, quarantined event is not it)."""
+    from features.transforms import parse_timestamp
+    from pipelines.streaming import SOURCE_FILE_COL, LakeWriter
+
+    settings = make_settings(
+        tmp_path, redis_server.url, stream_checkpoint_dir=str(tmp_path / "ckpt")
+    )
+    checkpoint = tmp_path / "ckpt" / "lake"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "metadata").write_text('{"id":"lake-1"}')
+    now = datetime.now(UTC)
+    newest = now - timedelta(seconds=20)
+    events = [
+        ("e1", "alice", "i1", "view", iso(now - timedelta(seconds=40))),
+        ("e2", "bob", "i2", "purchase", iso(newest)),
+        ("e3", "carol", "i2", "view", "2999-01-01T00:00:00Z"),  # ahead of the clock
+    ]
+    schema = T.StructType(
+        [*fs.LOG_RECORD_SCHEMA.fields, T.StructField(SOURCE_FILE_COL, T.StringType())]
+    )
+    keys = (c.EVENT_ID, c.USER_ID, c.ITEM_ID, c.EVENT_TYPE, c.TIMESTAMP)
+    records = [{**dict(zip(keys, e, strict=True)), SOURCE_FILE_COL: "f1"} for e in events]
+    rows = [tuple(r.get(f) for f in schema.fieldNames()) for r in records]
+    batch = spark.createDataFrame(rows, schema).withColumn(
+        "_event_ts", parse_timestamp(F.col(c.TIMESTAMP))
+    )
+    writer = LakeWriter(spark, settings, str(checkpoint))
+    try:
+        writer(batch, 0)
+    finally:
+        if writer._progress_redis is not None:
+            writer._progress_redis.close()
+    progress = decode_progress(redis_client.hgetall(LAYOUT.stream_progress))
+    assert set(progress) == {"lake"}
+    lake = progress["lake"]
+    assert lake.batch_id == 0 and lake.rows == 3
+    assert lake.newest_event_at == pytest.approx(newest.timestamp(), abs=0.001)
+    assert 20 <= lake.lag_seconds < 80 and lake.duration_seconds > 0
+
+
 # --------------------------------------------------------------------------- the real job
 
 
@@ -277,9 +321,9 @@ def stream_env(tmp_path, redis_server, spark):
     )
     catalog = spark.createDataFrame(
         [
-            (date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True),
+            (date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True, None),
             *(
-                (date(2024, 1, 1), f"item-{i}", f"Item {i}", kill_category(i), 1.0, True)
+                (date(2024, 1, 1), f"item-{i}", f"Item {i}", kill_category(i), 1.0, True, None)
                 for i in range(KILL_ITEMS)
             ),
         ],
