@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JARS_STAMP := jars/.resolved-stamp
 
-.PHONY: help install jars kafka-jars redis deps demo test test-unit lint airflow-venv dist clean
+.PHONY: help install jars kafka-jars redis chromium deps demo test test-unit lint airflow-venv dist clean
 
 help:
 	@echo "make demo   - install everything, run the nightly pipeline on the sample, serve the API"
@@ -46,12 +46,18 @@ redis:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread liblapack3 \
 	  || echo "OpenBLAS not installed: ALS falls back to Java BLAS"; }
 
+# Debian's Chromium for tests/browser (Playwright drives it: never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 deps: install jars redis
 
 demo: deps
 	scripts/demo.sh
 
-test: deps airflow-venv dist kafka-jars
+test: deps airflow-venv dist kafka-jars chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
