@@ -14,6 +14,8 @@ PRICE = "price"
 TITLE = "title"
 CATEGORY = "category"
 AVAILABLE = "available"
+BRAND = "brand"  # optional catalog column (generic items CSV, PUT /v1/items)
+ATTRIBUTES = "attributes"  # bronze.items: extra string attributes as JSON text (PUT /v1/items)
 SOURCE_FORMAT = "source_format"
 SOURCE_FILE = "source_file"
 INGEST_DS = "ingest_ds"
@@ -37,7 +39,7 @@ NEIGHBOUR_KINDS = ("co_view", "bought_together", "content")
 
 #: Raw event fields of the generic format, in file order (all strings in bronze).
 RAW_EVENT_FIELDS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP, SESSION_ID, QUANTITY, PRICE)
-RAW_ITEM_FIELDS = (ITEM_ID, TITLE, CATEGORY, PRICE, AVAILABLE)
+RAW_ITEM_FIELDS = (ITEM_ID, TITLE, CATEGORY, PRICE, AVAILABLE, BRAND, ATTRIBUTES)
 ERASED_AT = "erased_at"  # erasure ledger: when the user was forgotten
 ERASURE_SOURCE = "erasure_source"  # erasure ledger: cli | api
 

@@ -1,7 +1,8 @@
 """Spark transforms of the streaming job (pipelines/streaming.py), kept pure so they are
 tested on tiny inputs: event log rows -> bronze -> validated -> one row per (subject, event);
-and the log's impression records (recolake.eventlog.Impression) -> bronze.impressions, kept
-apart from the events (never validated, quarantined or counted as one).
+the log's impression records (recolake.eventlog.Impression) -> bronze.impressions, and its
+catalog item records (recolake.eventlog.item_record, PUT /v1/items) -> bronze.items; both
+kept apart from the events (never validated, quarantined or counted as one).
 
 What a micro-batch does to the Redis documents (the merges, exactly-once on a Cluster too) is
 the online-store contract's: recolake.onlinestore.stream (StreamWriter, merge_*, Event,
@@ -25,7 +26,7 @@ from features.transforms import (
     validate_events,
     weight_column,
 )
-from recolake.eventlog import IMPRESSION, RECORD
+from recolake.eventlog import IMPRESSION, ITEM, RECORD
 from recolake.onlinestore.keys import SESSION_PREFIX, USER_PREFIX
 from recolake.onlinestore.stream import (  # noqa: F401 (re-exported)
     PRIMARY,
@@ -46,7 +47,9 @@ EVENT_LOG_SCHEMA = T.StructType([T.StructField(f, T.StringType(), True) for f in
 BRONZE_EVENT_FIELDS = (*EVENT_LOG_FIELDS, c.RECOMMENDATION_ID)
 #: Every field of either kind of record in the log, as the streaming job reads it: all
 #: strings (an impression's ``items`` array arrives as its JSON text).
-LOG_RECORD_FIELDS = tuple(dict.fromkeys((RECORD, *BRONZE_EVENT_FIELDS, *c.RAW_IMPRESSION_FIELDS)))
+LOG_RECORD_FIELDS = tuple(
+    dict.fromkeys((RECORD, *BRONZE_EVENT_FIELDS, *c.RAW_IMPRESSION_FIELDS, *c.RAW_ITEM_FIELDS))
+)
 LOG_RECORD_SCHEMA = T.StructType(
     [T.StructField(f, T.StringType(), True) for f in LOG_RECORD_FIELDS]
 )
@@ -59,20 +62,30 @@ _ANONYMOUS = "api_anonymous"  # only inside annotate_api_events
 # --------------------------------------------------------------------------- Spark side
 
 
-def _is_impression(raw: DataFrame) -> Column:
+def _is_kind(raw: DataFrame, kind: str) -> Column:
     if RECORD not in raw.columns:
         return F.lit(False)
-    return F.coalesce(F.col(RECORD) == F.lit(IMPRESSION), F.lit(False))
+    return F.coalesce(F.col(RECORD) == F.lit(kind), F.lit(False))
+
+
+def _is_impression(raw: DataFrame) -> Column:
+    return _is_kind(raw, IMPRESSION)
 
 
 def event_records(raw: DataFrame) -> DataFrame:
-    """The log's events: every record that is not an impression (no ``record`` field, or
-    "event"; an unknown kind is validated as an event, so it is quarantined, not lost)."""
-    return raw.where(~_is_impression(raw))
+    """The log's events: every record that is neither an impression nor an item (no
+    ``record`` field, or "event"; an unknown kind is validated as an event, so it is
+    quarantined, not lost)."""
+    return raw.where(~_is_impression(raw) & ~_is_kind(raw, ITEM))
 
 
 def impression_records(raw: DataFrame) -> DataFrame:
     return raw.where(_is_impression(raw))
+
+
+def item_records(raw: DataFrame) -> DataFrame:
+    """The log's catalog updates (PUT /v1/items)."""
+    return raw.where(_is_kind(raw, ITEM))
 
 
 def _to_bronze(
@@ -104,6 +117,12 @@ def api_impressions_to_bronze(
 ) -> DataFrame:
     """Impression records to bronze.impressions' schema (strings as received)."""
     return _to_bronze(raw, c.RAW_IMPRESSION_FIELDS, ingest_ds, source_file)
+
+
+def api_items_to_bronze(raw: DataFrame, ingest_ds: date | Column, source_file: Column) -> DataFrame:
+    """Item records to bronze.items' schema (strings as received), source_format 'api': the
+    nightly's silver takes the latest row per item, from a CSV or the API alike."""
+    return _to_bronze(raw, c.RAW_ITEM_FIELDS, ingest_ds, source_file)
 
 
 def annotate_api_events(

@@ -198,7 +198,12 @@ BRONZE_ITEMS = LakeTable(
     name="items",
     layer="bronze",
     keys=(),
-    schema=_schema(*((f, _S, True) for f in c.RAW_ITEM_FIELDS), *_INGEST_META),
+    schema=_schema(
+        *((f, _S, True) for f in c.RAW_ITEM_FIELDS if f not in (c.BRAND, c.ATTRIBUTES)),
+        *_INGEST_META,
+        (c.BRAND, _S, True),  # added later: last (schema evolution)
+        (c.ATTRIBUTES, _S, True),
+    ),
     partition_by=(c.INGEST_DS, c.SOURCE_FORMAT),
     owner_job="pipelines.ingest",
     description="Raw catalog rows as received (strings), with ingestion metadata.",
@@ -292,6 +297,7 @@ SILVER_ITEMS = LakeTable(
         (c.PRICE, _DBL, True),
         (c.AVAILABLE, _B, False),
         (c.INGEST_DS, _D, False),
+        (c.BRAND, _S, True),  # added later: last (schema evolution)
     ),
     partition_by=(),
     owner_job="pipelines.silver",
@@ -343,6 +349,7 @@ GOLD_ITEM_CATALOG = LakeTable(
         (c.CATEGORY, _S, True),
         (c.PRICE, _DBL, True),
         (c.AVAILABLE, _B, False),
+        (c.BRAND, _S, True),  # added later: last (schema evolution)
     ),
     partition_by=(c.DS,),
     owner_job="pipelines.gold",

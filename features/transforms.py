@@ -6,11 +6,11 @@ every function is unit-tested on frames of a few rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -119,6 +119,8 @@ def online_retail_items_to_bronze(raw: DataFrame, ingest_ds: date) -> DataFrame:
         F.element_at(F.split(title, r"\s+"), -1).alias(c.CATEGORY),
         F.col("l.UnitPrice").cast("string").alias(c.PRICE),
         F.lit("true").alias(c.AVAILABLE),
+        F.lit(None).cast("string").alias(c.BRAND),  # Online Retail names no brands
+        F.lit(None).cast("string").alias(c.ATTRIBUTES),
         F.col("l._metadata").alias("_metadata"),
     )
     return _ingest_metadata(df, "online_retail", ingest_ds).drop("_metadata")
@@ -308,6 +310,7 @@ def silver_items(bronze_items: DataFrame) -> DataFrame:
         F.trim(c.CATEGORY).alias(c.CATEGORY),
         F.trim(c.PRICE).try_cast("double").alias(c.PRICE),
         F.coalesce(~available.isin("false", "0", "no", "n"), F.lit(True)).alias(c.AVAILABLE),
+        _nullif_blank(c.BRAND, bronze_items).alias(c.BRAND),
         F.col(c.INGEST_DS),
         F.col(c.INGESTED_AT),
     )
@@ -321,9 +324,18 @@ def silver_items(bronze_items: DataFrame) -> DataFrame:
         c.ITEM_ID,
         *(
             F.col(f"l.{x}").alias(x)
-            for x in (c.TITLE, c.CATEGORY, c.PRICE, c.AVAILABLE, c.INGEST_DS)
+            for x in (c.TITLE, c.CATEGORY, c.PRICE, c.AVAILABLE, c.INGEST_DS, c.BRAND)
         ),
     )
+
+
+def _nullif_blank(name: str, df: DataFrame) -> Column:
+    """A trimmed optional string column; blank or absent (bronze written before the column
+    was declared) -> null."""
+    if name not in df.columns:
+        return F.lit(None).cast("string")
+    value = F.trim(F.col(name))
+    return F.when(value != "", value)
 
 
 IMPRESSION_ITEMS_SCHEMA = "array<struct<item_id:string,position:int,source:string>>"
@@ -394,6 +406,10 @@ def weight_column(weights: Mapping[str, float], event_type: str = c.EVENT_TYPE) 
     return F.coalesce(mapping[F.col(event_type)], F.lit(0.0))
 
 
+#: Negative feedback types by default (settings.negative_event_types).
+NEGATIVE_EVENT_TYPES = ("hide", "dislike")
+
+
 def user_item_strength(
     events: DataFrame,
     *,
@@ -402,10 +418,20 @@ def user_item_strength(
     half_life_days: float,
     col_user: str = c.USER_KEY,
     col_item: str = c.ITEM_ID,
+    negative_types: Collection[str] = NEGATIVE_EVENT_TYPES,
 ) -> DataFrame:
     """Implicit strength per (user, item) from events before ``as_of``: sum of event-type
-    weight x 0.5^(age / half-life). Pairs with zero strength are dropped."""
+    weight x 0.5^(age / half-life). A ``negative_types`` event (hide, dislike) zeroes the
+    pair: only the events after the user's last one count. Pairs with strength <= 0 are
+    dropped."""
     before = events.where(F.col(c.EVENT_TIME) < F.lit(as_of))
+    if negative_types:
+        negative = F.col(c.EVENT_TYPE).isin(list(negative_types))
+        pair = Window.partitionBy(col_user, col_item)
+        last_negative = F.max(F.when(negative, F.col(c.EVENT_TIME))).over(pair)
+        before = before.withColumn("_neg", last_negative).where(
+            F.col("_neg").isNull() | (F.col(c.EVENT_TIME) > F.col("_neg"))
+        )
     age_days = (F.lit(as_of).cast("double") - F.col(c.EVENT_TIME).cast("double")) / 86400.0
     decayed = weight_column(weights) * F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
     return (
@@ -447,7 +473,9 @@ def item_popularity(
 
 
 def item_catalog(items: DataFrame, events: DataFrame, *, as_of: datetime) -> DataFrame:
-    """Known catalog items plus items seen only in events (no title, assumed available)."""
+    """Known catalog items plus items seen only in events (no title, assumed available);
+    with the brand, which the content model uses (silver written before it was declared
+    reads null)."""
     seen = events.where(F.col(c.EVENT_TIME) < F.lit(as_of)).select(c.ITEM_ID).distinct()
     missing = seen.join(items.select(c.ITEM_ID), c.ITEM_ID, "left_anti").select(
         c.ITEM_ID,
@@ -455,8 +483,12 @@ def item_catalog(items: DataFrame, events: DataFrame, *, as_of: datetime) -> Dat
         F.lit(None).cast("string").alias(c.CATEGORY),
         F.lit(None).cast("double").alias(c.PRICE),
         F.lit(True).alias(c.AVAILABLE),
+        F.lit(None).cast("string").alias(c.BRAND),
     )
-    return items.select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.PRICE, c.AVAILABLE).unionByName(missing)
+    brand = F.col(c.BRAND) if c.BRAND in items.columns else F.lit(None).cast("string")
+    return items.select(
+        c.ITEM_ID, c.TITLE, c.CATEGORY, c.PRICE, c.AVAILABLE, brand.alias(c.BRAND)
+    ).unionByName(missing)
 
 
 def with_ds(df: DataFrame, ds: date) -> DataFrame:

@@ -1,4 +1,4 @@
-"""Content model: TF-IDF over item title + category (+ brand), item-item cosine neighbours.
+"""Content model: TF-IDF over item title + category + brand, item-item cosine neighbours.
 
 The TF-IDF model is fitted with Spark ML (tokenizer, stop words, CountVectorizer, IDF) and
 applied as DataFrame operations, so every item gets a sparse unit vector. Similarities are
@@ -39,15 +39,24 @@ VECTOR = "_vector"
 NEIGHBOURS_SCHEMA = f"{c.ITEM_ID} string, {c.NEIGHBOUR_ID} string, {c.SCORE} double, {c.RANK} int"
 
 
-def item_text(catalog: DataFrame, *, extra_columns: tuple[str, ...] = ("brand",)) -> DataFrame:
-    """(item_id, text): title, category and any present extra column; the category is also
-    a single token of its own so items of one category always share a term."""
-    parts = [F.coalesce(F.col(c.TITLE), F.lit(""))]
-    category_token = F.regexp_replace(
-        F.lower(F.coalesce(F.col(c.CATEGORY), F.lit(""))), r"\W+", "_"
-    )
-    parts.append(F.when(category_token != "", F.concat(F.lit("cat_"), category_token)))
-    parts.extend(F.col(x) for x in extra_columns if x in catalog.columns)
+def _token(prefix: str, col: str):
+    """One token for a whole categorical value (``cat_home_garden``), so items sharing it
+    always share a term whatever its words."""
+    value = F.regexp_replace(F.lower(F.trim(F.coalesce(F.col(col), F.lit("")))), r"\W+", "_")
+    return F.when(value != "", F.concat(F.lit(prefix), value))
+
+
+def item_text(catalog: DataFrame, *, extra_columns: tuple[str, ...] = (c.BRAND,)) -> DataFrame:
+    """(item_id, text): title, category, brand and any present extra column. Category and
+    brand are also single tokens of their own (``cat_<x>``, ``brand_<x>``), so items of one
+    category or one brand always share a term (gold.item_catalog carries the brand from the
+    items CSV's optional column and from PUT /v1/items)."""
+    parts = [F.coalesce(F.col(c.TITLE), F.lit("")), _token("cat_", c.CATEGORY)]
+    for x in extra_columns:
+        if x in catalog.columns:
+            parts.append(F.col(x))
+            if x == c.BRAND:
+                parts.append(_token("brand_", x))
     return catalog.select(c.ITEM_ID, F.concat_ws(" ", *parts).alias(TEXT))
 
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from online.metrics import MetricsMiddleware, process_exited, record_unavailable
-from online.routers import events, health, items, recommendations, ui, users
+from online.routers import catalog, events, health, items, recommendations, ui, users
 from online.routers.metrics import router as metrics_router
 from online.services import ServiceError, UnavailableError
 from online.services import impressions as impression_log
@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(recommendations.router)
     app.include_router(items.router)
+    app.include_router(catalog.router)
     app.include_router(events.router)
     app.include_router(users.router)
     app.include_router(ui.router)  # the page (/ui) and the JSON it reads

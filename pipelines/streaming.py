@@ -25,7 +25,9 @@ JSON lines, explicit schema, watermark on event time) or the Kafka topic
 The log also carries the API's impression records (``"record": "impression"``,
 recolake.eventlog.Impression): the lake query appends them to bronze.impressions (the same
 idempotent way; silver builds silver.impressions from there), the Redis query drops them;
-they never become events or quarantine rows.
+they never become events or quarantine rows. Its catalog item records (``"record": "item"``,
+PUT /v1/items) go the same way to bronze.items (source_format 'api'), where the nightly's
+silver takes the latest row per item.
 
 Killed at any point (SIGKILL) and restarted, each query replays its unfinished batch with the
 same input, so nothing is lost or counted twice.
@@ -52,6 +54,7 @@ from features import streaming as fs
 from features.tables import (
     BRONZE_EVENTS,
     BRONZE_IMPRESSIONS,
+    BRONZE_ITEMS,
     GOLD_ITEM_CATALOG,
     QUARANTINE_EVENTS,
     LakeTable,
@@ -165,6 +168,11 @@ class LakeWriter(_Writer):
             )
             if not impressions.isEmpty():
                 self.append(BRONZE_IMPRESSIONS, impressions, batch_id)
+            items = fs.api_items_to_bronze(
+                fs.item_records(batch), now.date(), F.col(SOURCE_FILE_COL)
+            )
+            if not items.isEmpty():
+                self.append(BRONZE_ITEMS, items, batch_id)
             quarantined = split.quarantined.persist()
             if not quarantined.isEmpty():
                 self.append(QUARANTINE_EVENTS, quarantined, batch_id)

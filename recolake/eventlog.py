@@ -12,10 +12,12 @@ Two backends, chosen by ``settings.event_log``:
 
 Either way ``append`` returns only once the events are durable, so the 2xx means "stored".
 
-The log carries two kinds of records, told apart by ``record``: events (no ``record`` field,
-or ``"event"``) and impressions (``"impression"``: a list the API served, see
+The log carries three kinds of records, told apart by ``record``: events (no ``record``
+field, or ``"event"``), impressions (``"impression"``: a list the API served, see
 :class:`Impression`; online/services/impressions.py appends them, the streaming job routes
-them to bronze.impressions and never treats them as events).
+them to bronze.impressions and never treats them as events) and catalog items (``"item"``:
+an update from PUT /v1/items, see :func:`item_record`; the streaming job's lake query appends
+them to bronze.items with source_format 'api', the Redis query ignores them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from recolake.settings import Settings
 #: The field that tells an impression record from an event, and its value for impressions.
 RECORD = "record"
 IMPRESSION = "impression"
+ITEM = "item"
 #: The endpoints whose lists are logged as impressions.
 ENDPOINTS = ("recommendations", "similar")
 
@@ -73,9 +76,45 @@ def is_impression(record: dict[str, Any]) -> bool:
     return record.get(RECORD) == IMPRESSION
 
 
+def item_record(
+    item_id: str,
+    *,
+    title: str,
+    category: str | None,
+    brand: str | None,
+    price: float | None,
+    available: bool,
+    attributes: dict[str, str],
+    timestamp: str,
+) -> dict[str, Any]:
+    """One catalog update as the log stores it: strings as bronze.items holds them (a CSV
+    row's text), ``attributes`` as its JSON text, ``timestamp`` the API's clock (ISO-8601
+    UTC: what the streaming job's watermark reads)."""
+    return {
+        RECORD: ITEM,
+        "item_id": item_id,
+        "title": title,
+        "category": category,
+        "brand": brand,
+        "price": None if price is None else repr(float(price)),
+        "available": "true" if available else "false",
+        "attributes": json.dumps(attributes, separators=(",", ":"), sort_keys=True),
+        "timestamp": timestamp,
+    }
+
+
+def is_item(record: dict[str, Any]) -> bool:
+    return record.get(RECORD) == ITEM
+
+
 def record_key(record: dict[str, Any]) -> str:
-    """The Kafka message key: the event's id, or the impression's recommendation id."""
-    return str(record["recommendation_id"] if is_impression(record) else record["event_id"])
+    """The Kafka message key: the event's id, the impression's recommendation id, or the
+    item's id (so one item's updates stay in order in one partition)."""
+    if is_impression(record):
+        return str(record["recommendation_id"])
+    if is_item(record):
+        return str(record["item_id"])
+    return str(record["event_id"])
 
 
 class EventLog(Protocol):

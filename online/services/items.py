@@ -24,6 +24,7 @@ def kinds_of(settings: Settings, label: str) -> dict[str, float]:
 
 async def _read(reader: Reader, item_id: str, kinds: dict[str, float]):
     pub = await reader.publication()
+    await reader.refresh_catalog()  # live catalog updates (PUT /v1/items) from this request
     keys = [(kind, item_id) for kind in kinds]
     _, cached = await reader.details(pub, (), keys)
     lists = {kind: cached[(kind, item_id)] for kind in kinds}

@@ -102,6 +102,21 @@ class KeyLayout:
             *(self.item_index(version, b) for b in range(index_blocks)),
         ]
 
+    # --- the live catalog overlay (PUT /v1/items writes, Reader reads; catalog.py) --------
+    # Not versioned by publication: an update stays over every publication until the nightly
+    # that includes it has been published (the lake gets it through the event log).
+
+    @property
+    def catalog_version(self) -> str:
+        """String (INCR counter): bumped after every overlay write; the Reader reads it in
+        the snapshot's pipeline and drops its cached catalog entries when it changes."""
+        return f"{self.namespace}:catalog:version"
+
+    def catalog_items(self, bucket: int) -> str:
+        """Hash: item_id -> encoded live entry (catalog.CatalogEntry), ``bucket`` of
+        catalog.OVERLAY_BUCKETS (spread over a Redis Cluster's slots)."""
+        return f"{self.namespace}:catalog:items:{bucket}"
+
     # --- real-time features (StreamWriter writes, Reader reads) ---------------------------
     # Values are whole documents written with SET, so replaying a micro-batch writes the same
     # values again (idempotent). Every per-subject key carries the subject's TTL.
@@ -161,4 +176,3 @@ class KeyLayout:
         ``history`` versions, for audit). One key, so a PUT is one atomic script (Cluster
         too). No TTL."""
         return f"{self.namespace}:rules"
-

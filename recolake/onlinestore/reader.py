@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from recolake.onlinestore.catalog import merged_info, overlay_bucket
 from recolake.onlinestore.codecs import (
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
@@ -121,6 +122,8 @@ class Reader:
         self._trending: tuple[str | None, Items] = (None, [])
         #: version -> (block -> item ids) of the publication's item index (codec 2 lists)
         self._index = _PerVersion()
+        #: The live catalog overlay's version (catalog.py) the cached entries were read at.
+        self._catalog_version: str | None = None
 
     async def ping(self, deadline: float) -> bool:
         """PING within ``deadline`` seconds (asyncio.TimeoutError past it)."""
@@ -195,6 +198,7 @@ class Reader:
                     layout.recs(pub.version, layout.bucket_of(user_key, pub.buckets)), user_key
                 )
             pipe.get(layout.trending)
+            pipe.get(layout.catalog_version)
             for subject in subjects:
                 pipe.get(layout.recent(subject))
                 pipe.get(layout.affinity(subject))
@@ -207,6 +211,7 @@ class Reader:
         self._last_popular = (pub.version, popular)
         als_payload = replies.pop(0) if user_key is not None else None
         trending_payload = replies.pop(0)
+        self.observe_catalog(replies.pop(0))
         if trending_payload != self._trending[0]:  # changes once per micro-batch at most
             self._trending = (trending_payload, _loads(trending_payload or "[]"))
         recents = [decode_recent(replies[2 * i]) for i in range(len(subjects))]
@@ -244,6 +249,20 @@ class Reader:
                 blocks[block] = decode_index_block(payload)
         return [[blocks[p // INDEX_BLOCK][p % INDEX_BLOCK], round(score, 6)] for p, score in ranked]
 
+    def observe_catalog(self, version: str | bytes | None) -> None:
+        """The overlay's version as just read: when it moved, every cached catalog entry
+        (of every publication) may be stale, so they are dropped and read again."""
+        version = version.decode() if isinstance(version, bytes) else version
+        if version != self._catalog_version:
+            self._catalog_version = version
+            for cache in self._caches.values():
+                cache.items = {}
+
+    async def refresh_catalog(self) -> None:
+        """Read the overlay's version (one GET): for requests that need no snapshot
+        (similar items), whose warm path would otherwise not ask Redis at all."""
+        self.observe_catalog(await self.client.get(self.layout.catalog_version))
+
     def cached_popular(self) -> tuple[str, Items] | None:
         """(version, popular list) this process last read, if any."""
         return self._last_popular
@@ -255,7 +274,8 @@ class Reader:
         neighbour_keys: Iterable[tuple[str, str]],
     ) -> tuple[Mapping[str, ItemInfo | None], Mapping[tuple[str, str], Items]]:
         """Round trip 2, only for what this process has not cached yet: catalog entries of
-        ``items`` and the neighbour lists ``(kind, item)``. Returns read-only views covering
+        ``items`` (the live overlay's over the published ones: catalog.py) and the neighbour
+        lists ``(kind, item)``. Returns read-only views covering
         at least those (an item the publication does not know maps to None)."""
         cache = self._caches.get_or_make(
             pub.version, lambda: _VersionCache(self.cache_items)
@@ -271,13 +291,14 @@ class Reader:
         async with self.client.pipeline(transaction=False) as pipe:
             for item in missing_items:
                 pipe.hget(layout.items(pub.version, layout.bucket_of(item, pub.buckets)), item)
+                pipe.hget(layout.catalog_items(overlay_bucket(item)), item)
             for kind, item in missing_nbrs:
                 bucket = layout.bucket_of(item, pub.buckets)
                 pipe.hget(layout.neighbours(pub.version, kind, bucket), item)
             replies = await pipe.execute()
-        for item, payload in zip(missing_items, replies, strict=False):
-            known[item] = decode_item_info(payload)
-        for key, payload in zip(missing_nbrs, replies[len(missing_items) :], strict=True):
+        for n, item in enumerate(missing_items):  # published entry, then the overlay's
+            known[item] = merged_info(decode_item_info(replies[2 * n]), replies[2 * n + 1], item)
+        for key, payload in zip(missing_nbrs, replies[2 * len(missing_items) :], strict=True):
             # tuples of atomic values: the garbage collector stops scanning them (a big
             # cache of lists would make every full collection a latency spike)
             lists[key] = tuple(map(tuple, _loads(payload))) if payload else ()

@@ -51,13 +51,13 @@ def test_wrong_schema_is_refused_with_the_column_named(spark, settings):
 def test_upsert_inserts_then_updates_without_duplicates(spark, settings):
     schema = (
         "item_id string, title string, category string, price double, available boolean, "
-        "ingest_ds date"
+        "ingest_ds date, brand string"
     )
-    first = spark.createDataFrame([("i1", "A", "c", 1.0, True, date(2024, 1, 1))], schema)
+    first = spark.createDataFrame([("i1", "A", "c", 1.0, True, date(2024, 1, 1), None)], schema)
     second = spark.createDataFrame(
         [
-            ("i1", "A2", "c", 2.0, False, date(2024, 1, 2)),
-            ("i2", "B", "c", 3.0, True, date(2024, 1, 2)),
+            ("i1", "A2", "c", 2.0, False, date(2024, 1, 2), "b"),
+            ("i2", "B", "c", 3.0, True, date(2024, 1, 2), None),
         ],
         schema,
     )

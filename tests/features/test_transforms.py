@@ -198,6 +198,37 @@ def test_strength_is_weighted_and_decayed_as_of_the_date(spark):
     assert out[("a", "y")][c.PURCHASED] is False
 
 
+def test_hide_and_dislike_zero_the_strength_until_new_interest(spark):
+    as_of = datetime(2024, 5, 11)
+    events = silver_events(
+        spark,
+        [
+            ("a", "x", "purchase", datetime(2024, 5, 1)),
+            ("a", "x", "hide", datetime(2024, 5, 2)),  # zeroes x: dropped
+            ("a", "y", "view", datetime(2024, 5, 1)),
+            ("a", "y", "dislike", datetime(2024, 5, 2)),
+            ("a", "y", "add_to_cart", datetime(2024, 5, 3)),  # interest after: counts alone
+            ("a", "z", "view", datetime(2024, 5, 1)),  # untouched
+            ("b", "x", "view", datetime(2024, 5, 1)),  # another user's hide is not b's
+            ("b", "w", "dislike", datetime(2024, 5, 1)),  # alone: never a positive pair
+        ],
+    )
+    strength = transforms.user_item_strength(
+        events, as_of=as_of, weights=DEFAULT_EVENT_WEIGHTS, half_life_days=1e9
+    )
+    out = {(r[c.USER_KEY], r[c.ITEM_ID]): r for r in strength.collect()}
+    assert set(out) == {("a", "y"), ("a", "z"), ("b", "x")}
+    assert out[("a", "y")][c.STRENGTH] == pytest.approx(3.0)
+    assert out[("a", "y")][c.N_EVENTS] == 1
+    assert out[("a", "z")][c.STRENGTH] == pytest.approx(1.0)
+    assert all(r[c.STRENGTH] > 0 for r in out.values())
+    # with no negative types configured, a hide weighs 0 and changes nothing
+    plain = transforms.user_item_strength(
+        events, as_of=as_of, weights=DEFAULT_EVENT_WEIGHTS, half_life_days=1e9, negative_types=()
+    )
+    assert {(r[c.USER_KEY], r[c.ITEM_ID]) for r in plain.collect()} >= {("a", "x")}
+
+
 def test_popularity_counts_distinct_users_in_window(spark):
     as_of = datetime(2024, 5, 11)
     events = silver_events(
@@ -231,6 +262,8 @@ def test_silver_items_latest_ingest_wins_and_types(spark):
             source_file=None,
             ingested_at=datetime(2024, 5, 1),
             ingest_ds=date(2024, 5, 1),
+            brand=None,
+            attributes=None,
         ),
         Row(
             item_id="i1",
@@ -242,6 +275,8 @@ def test_silver_items_latest_ingest_wins_and_types(spark):
             source_file=None,
             ingested_at=datetime(2024, 5, 2),
             ingest_ds=date(2024, 5, 2),
+            brand=None,
+            attributes=None,
         ),
     ]
     from features.tables import BRONZE_ITEMS
@@ -267,6 +302,8 @@ def test_silver_items_missing_or_blank_available_means_available(spark):
             source_file=None,
             ingested_at=datetime(2024, 5, 1),
             ingest_ds=date(2024, 5, 1),
+            brand=None,
+            attributes=None,
         )
 
     values = {"null": None, "blank": "  ", "yes": "Yes", "one": "1", "no": "No", "zero": "0"}
@@ -280,6 +317,35 @@ def test_silver_items_missing_or_blank_available_means_available(spark):
         "no": False,
         "zero": False,
     }
+
+
+def test_items_csv_brand_is_optional_and_reaches_silver_and_the_gold_catalog(spark, tmp_path):
+    """The generic items CSV's optional brand column survives ingest, silver (latest ingest
+    wins, blank -> null) and the gold catalog; a CSV without it reads null."""
+    from features.tables import BRONZE_ITEMS, GOLD_ITEM_CATALOG
+
+    with_brand = tmp_path / "with.csv"
+    with_brand.write_text("item_id,title,category,price,brand\ni1,Kettle,kitchen,9.5, Acme \n")
+    without = tmp_path / "without.csv"
+    without.write_text("item_id,title,category,price\ni2,Drill,tools,30\n")
+    read = spark.read.option("header", True).csv
+    bronze = transforms.generic_items_to_bronze(read(str(with_brand)), date(2024, 5, 1))
+    bronze = bronze.unionByName(
+        transforms.generic_items_to_bronze(read(str(without)), date(2024, 5, 1))
+    )
+    bronze = BRONZE_ITEMS.conform(bronze)
+    assert {r[c.ITEM_ID]: r[c.BRAND] for r in bronze.collect()} == {"i1": " Acme ", "i2": None}
+    silver = transforms.silver_items(bronze)
+    assert {r[c.ITEM_ID]: r[c.BRAND] for r in silver.collect()} == {"i1": "Acme", "i2": None}
+    events = spark.createDataFrame([], "item_id string, event_time timestamp")
+    gold = transforms.with_ds(
+        transforms.item_catalog(silver, events, as_of=datetime(2024, 5, 2)), date(2024, 5, 1)
+    )
+    rows = {r[c.ITEM_ID]: r[c.BRAND] for r in GOLD_ITEM_CATALOG.conform(gold).collect()}
+    assert rows == {"i1": "Acme", "i2": None}
+    # silver written before the column existed (no brand column at all) still builds gold
+    old = transforms.item_catalog(silver.drop(c.BRAND), events, as_of=datetime(2024, 5, 2))
+    assert [r[c.BRAND] for r in old.collect()] == [None, None]
 
 
 def test_event_ids_dedupe_per_user_or_session_not_globally(spark):

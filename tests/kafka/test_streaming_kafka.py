@@ -125,7 +125,8 @@ def kafka_stream(tmp_path, redis_server, kafka_broker, kafka_topic, spark):
         stream_checkpoint_dir=str(tmp_path / "checkpoint"),
     )
     catalog = spark.createDataFrame(
-        [(date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True)], GOLD_ITEM_CATALOG.schema
+        [(date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True, None)],
+        GOLD_ITEM_CATALOG.schema,
     )
     GOLD_ITEM_CATALOG.overwrite(catalog, settings)
     partitions = spark.conf.get("spark.sql.shuffle.partitions")

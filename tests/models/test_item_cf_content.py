@@ -65,3 +65,24 @@ def test_content_neighbours_share_words_and_category(spark):
     assert best["3"] == "4" and best["4"] == "3"
     assert "5" not in best  # shares nothing
     assert all(0 < r[c.SCORE] <= 1.0 + 1e-9 for r in rows)
+
+
+def test_items_sharing_only_a_brand_become_content_neighbours(spark):
+    """gold.item_catalog's brand reaches the model: nothing but the brand links 1 and 2."""
+    catalog = spark.createDataFrame(
+        [
+            ("1", "KETTLE", "KITCHEN", "Acme"),
+            ("2", "DRILL", "TOOLS", "Acme"),
+            ("3", "NOTEBOOK", "PAPER", "Globex"),
+            ("4", "SCARF", "CLOTHES", None),
+        ],
+        "item_id string, title string, category string, brand string",
+    )
+    rows = content_neighbours(catalog, top_n=2, max_term_share=0.5, prune_score=0).collect()
+    pairs = {(r[c.ITEM_ID], r[c.NEIGHBOUR_ID]) for r in rows}
+    assert ("1", "2") in pairs and ("2", "1") in pairs
+    assert not any("3" in p or "4" in p for p in pairs)  # no shared brand, no other term
+    without = content_neighbours(
+        catalog.drop(c.BRAND), top_n=2, max_term_share=0.5, prune_score=0
+    ).collect()
+    assert without == []  # the brand is what links them

@@ -39,9 +39,9 @@ def lake(spark, tmp_path, redis_server):
     settings = make_settings(tmp_path, redis_url=redis_server.url)
     catalog = spark.createDataFrame(
         [
-            (DS, "a", "Apple", "fruit", 1.0, True),
-            (DS, "b", "Banana", "fruit", 2.0, False),
-            (OLD, "z", "Old", "misc", 1.0, True),
+            (DS, "a", "Apple", "fruit", 1.0, True, None),
+            (DS, "b", "Banana", "fruit", 2.0, False, None),
+            (OLD, "z", "Old", "misc", 1.0, True, None),
         ],
         GOLD_ITEM_CATALOG.schema,
     )
@@ -113,7 +113,7 @@ def shop(spark, settings, available: list[bool | None], popular_ids: list[str]) 
     ranking ``popular_ids`` for DS."""
     GOLD_ITEM_CATALOG.overwrite(
         spark.createDataFrame(
-            [(DS, f"i{n}", f"T{n}", "cat", 1.0, a) for n, a in enumerate(available)],
+            [(DS, f"i{n}", f"T{n}", "cat", 1.0, a, None) for n, a in enumerate(available)],
             GOLD_ITEM_CATALOG.schema,
         ),
         settings,

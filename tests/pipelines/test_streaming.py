@@ -321,9 +321,9 @@ def stream_env(tmp_path, redis_server, spark):
     )
     catalog = spark.createDataFrame(
         [
-            (date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True),
+            (date(2024, 1, 1), "shoe-1", "Red shoe", "shoes", 10.0, True, None),
             *(
-                (date(2024, 1, 1), f"item-{i}", f"Item {i}", kill_category(i), 1.0, True)
+                (date(2024, 1, 1), f"item-{i}", f"Item {i}", kill_category(i), 1.0, True, None)
                 for i in range(KILL_ITEMS)
             ),
         ],
