@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from online.metrics import MetricsMiddleware, process_exited, record_unavailable
 from online.routers import catalog, events, health, items, recommendations, ui, users
+from online.routers import rules as rules_router
 from online.routers.metrics import router as metrics_router
 from online.services import ServiceError, UnavailableError
 from online.services import impressions as impression_log
 from online.services.common import experiment_of
+from online.services.rules import check_rules_file, seed_rules
 from recolake import __version__
 from recolake.eventlog import open_event_log
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect_async
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.require_pseudonymisation_key()  # fail at start-up, not on the first request
     experiment_of(settings)  # the experiments file too (ExperimentConfigError says why)
+    check_rules_file(settings)  # and the rules file (RulesError says why)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client, KeyLayout(settings.redis_namespace), cache_items=settings.online_cache_items
         )
         app.state.event_log = _open_event_log(settings)
+        await seed_rules(app.state.reader, settings)  # the rules file, if Redis has none
         # Served lists -> the event log, group-committed (online/services/impressions.py).
         app.state.impressions = impression_log.ImpressionLog.from_settings(
             settings, app.state.event_log
@@ -159,5 +163,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(events.router)
     app.include_router(users.router)
+    app.include_router(rules_router.router)
     app.include_router(ui.router)  # the page (/ui) and the JSON it reads
     return app

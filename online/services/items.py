@@ -7,6 +7,7 @@ import uuid
 
 from online.services import NotFoundError
 from online.services.common import filters_of, guarded
+from online.services.rules import active_rules
 from recolake.experiments import DEFAULT_VARIANT
 from recolake.onlinestore.reader import Reader
 from recolake.ranking import similar
@@ -51,6 +52,12 @@ async def neighbours_of(
     if not any(lists.values()) and catalog.get(item_id) is None:
         raise NotFoundError(f"item {item_id!r} is not in the published catalog")
     ranked = similar(
+    rules = await active_rules(reader, settings, label)  # cached ~1 s
+    if rules is not None and rules.pins:  # pinned items' catalog entries (filters need them)
+        catalog, _ = await guarded(
+            reader.details(pub, [i for _, i in rules.pins], ()),
+            settings.api_redis_deadline_seconds,
+        )
         item_id,
         lists,
         weights=kinds,
@@ -58,6 +65,7 @@ async def neighbours_of(
         filters=filters_of(settings, exclude, category),
         k=k,
     )
+        rules=rules,
     body = {
         "recommendation_id": uuid.uuid4().hex,
         "experiment": None,  # item pages are not part of an experiment

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from online.services.common import experiment_of, filters_of, guarded, weights_for
 from online.services.impressions import log_impression
+from online.services.rules import active_rules
 from recolake.experiments import Assignment, assign
 from recolake.onlinestore import NEIGHBOUR_KINDS, session_subject, user_subject
 from recolake.onlinestore.reader import Reader, Snapshot
@@ -94,12 +95,19 @@ async def recommend(reader: Reader, settings: Settings, query: RecommendQuery) -
         settings.api_redis_deadline_seconds,
     )
     weights, weights_source = weights_for(settings, snap.publication, variant)
+    rules = await active_rules(reader, settings, "recommendations")  # cached ~1 s
+    if rules is not None and rules.pins:  # pinned items' catalog entries (filters need them)
+        inputs.catalog, _ = await guarded(
+            reader.details(snap.publication, [i for _, i in rules.pins], ()),
+            settings.api_redis_deadline_seconds,
+        )
     ranked = blend(
         inputs,
         weights=weights,
         filters=filters_of(settings, query.exclude, query.category),
         k=query.k,
         n_anchors=settings.blend_recent_anchors,
+        rules=rules,
     )
     body = document(query, snap, used, ranked, assignment, weights_source)
     await log_impression(settings, body, "recommendations")  # durable before the answer
