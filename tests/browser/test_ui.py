@@ -236,7 +236,11 @@ def test_a_fresh_visitor_and_the_item_page(site, page, tmp_path):
 
 
 def test_the_dashboard_renders_its_tables(site, page, tmp_path):
-    server, _ = site
+    server, applier = site
+    ended = time.time() - 1.0  # the streaming job's last batch, as its Redis query records it
+    applier.writer.write_progress(
+        "redis", st.StreamProgress(41, 0.25, ended, rows=17, newest_event_at=ended - 2.5)
+    )
     page.goto(f"{server.url}/ui/")
     enter_tokens(page)
     page.goto(f"{server.url}/ui/#dashboard")
@@ -249,6 +253,9 @@ def test_the_dashboard_renders_its_tables(site, page, tmp_path):
     assert "ndcg@10" in metrics and "0.3125" in metrics and "popular" in metrics
     experiments = page.locator("#experiments-table").inner_text()
     assert "treatment" in experiments and "0.2500 [0.1250, 0.4000]" in experiments
+    streaming = page.locator("#streaming-table tr", has_text="redis").inner_text().split("\t")
+    assert streaming[:5] == ["redis", "41", "17", "0.2500", "2.5000"]
+    assert 1.0 <= float(streaming[5]) < 30  # freshness: seconds since that batch ended
     memory = page.locator("#memory-table").inner_text()
     assert re.search(r"\d\.\d MiB\t\d+\.\d MiB\tno limit\t1", memory), memory
     expect(page.locator("#plots img")).to_have_count(1)
