@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from pyspark.sql import DataFrame, Window
@@ -38,6 +38,7 @@ from features import transforms
 from models.evaluation import EvalSplit
 from recolake.onlinestore.stream import Event, merge_affinity, merge_recent, trending_list
 from recolake.ranking import Filters, Inputs, ItemInfo, RecentEvent, Weights, anchors, blend
+from recolake.rules import ActiveRules, RulesDocument
 from recolake.settings import Settings
 
 #: Length of the published popular list (pipelines/publish.py POPULAR_LIST_LENGTH).
@@ -455,14 +456,18 @@ def ndcg_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int
     return dcg / ideal
 
 
-def blend_user(inputs: Inputs, weights: Weights, config: BlendConfig):
-    """THE ranker's call, as the API makes it for a request without filters."""
+def blend_user(
+    inputs: Inputs, weights: Weights, config: BlendConfig, rules: ActiveRules | None = None
+):
+    """THE ranker's call, as the API makes it for a request without filters (``rules``: the
+    merchandising rules live at the cut, as the API passes them)."""
     return blend(
         inputs,
         weights=weights,
         filters=Filters(max_per_category=config.max_per_category),
         k=config.k,
         n_anchors=config.n_anchors,
+        rules=rules,
     )
 
 
@@ -476,10 +481,14 @@ def _grouped(state: ServedState, extra: DataFrame | None = None):
     return rows.unionByName(_as_rows(present, "user")).groupBy(c.USER_KEY)
 
 
-def replay(state: ServedState, weights: Weights) -> DataFrame:
+def replay(state: ServedState, weights: Weights, rules: RulesDocument | None = None) -> DataFrame:
     """(user_key, item_id, score, rank, source): ``blend``'s top k for every user of
-    ``state`` with ``weights``."""
+    ``state`` with ``weights``, and the merchandising ``rules`` (recolake/rules.py) as the
+    recommendations endpoint applies them at the cut: what a promotion costs or earns offline.
+    A pinned item outside ``state.catalog`` is served like an item of unknown category."""
     config, cutoff = state.config, state.cutoff.timestamp()
+    at = state.cutoff if state.cutoff.tzinfo else state.cutoff.replace(tzinfo=UTC)  # UTC cut
+    active = rules.active("recommendations", at) if rules is not None else None
     trending, popular, catalog = state.trending, state.popular, state.catalog
 
     def per_user(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -487,7 +496,7 @@ def replay(state: ServedState, weights: Weights) -> DataFrame:
         inputs = inputs_of(
             pdf, cutoff=cutoff, config=config, trending=trending, popular=popular, catalog=catalog
         )
-        ranked = blend_user(inputs, weights, config)
+        ranked = blend_user(inputs, weights, config, active)
         return pd.DataFrame(
             {
                 c.USER_KEY: [user] * len(ranked),
