@@ -96,12 +96,47 @@ def republish(argv: Sequence[str]) -> None:
     publish.main(["--ds", ds.isoformat()], spark=spark, settings=settings)
 
 
+def rules(argv: Sequence[str]) -> None:
+    """Store a rules file in Redis as the next version (what PUT /v1/rules does), or show the
+    current one: every API process serves it within a second."""
+    import json
+
+    from recolake.onlinestore import KeyLayout, connect
+    from recolake.onlinestore import rules as stored
+    from recolake.rules import RulesError, load
+    from recolake.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="recolake rules", description=rules.__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--load", metavar="FILE", help="JSON or TOML rules file to store")
+    group.add_argument("--show", action="store_true", help="print the current rules")
+    parser.add_argument("--author", default=None, help="who (default: the file's path)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    layout = KeyLayout(settings.redis_namespace)
+    client = connect(settings.redis_url)
+    try:
+        if args.show:
+            print(json.dumps(stored.current_sync(client, layout).as_dict(), indent=2))
+            return
+        try:
+            parsed, author = load(args.load)
+        except RulesError as exc:
+            raise SystemExit(f"rules: {exc}") from exc
+        who = args.author or author or f"file:{args.load}"
+        version = stored.put_sync(client, layout, parsed, who, settings.rules_history)
+        print(f"rules: {len(parsed)} rules stored as version {version} by {who}", flush=True)
+    finally:
+        client.close()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
         **JOBS,
         "serve": "run the HTTP API",
         "republish": "publish again (after a Redis restart): the last built ds, or --ds",
+        "rules": "store a merchandising rules file in Redis (--load FILE) or print it (--show)",
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         width = max(map(len, commands))
@@ -114,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if command == "republish":
         republish(rest)
+        return
+    if command == "rules":
+        rules(rest)
         return
     importlib.import_module(f"pipelines.{command}").main(rest)
 

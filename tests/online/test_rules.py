@@ -127,3 +127,26 @@ def test_rules_routes_document_every_status(tmp_path, redis_server, api_server_f
             if code != "200":
                 assert answer["content"]["application/json"]["schema"] == error, (op, code)
     assert "RulesIn" in spec["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+
+
+def test_cli_load_is_served_by_a_running_api(
+    tmp_path, redis_server, redis_client, api_server_factory, monkeypatch, capsys
+):
+    from recolake import cli
+    from recolake import settings as settings_module
+
+    settings = make_settings(tmp_path, redis_server.url, api_token=TOKEN)
+    publish_sample(redis_server.url, settings)
+    api = api_server_factory(settings)
+    assert items_of(api)[0][0] == "i1"
+    monkeypatch.setattr(settings_module, "get_settings", lambda: settings)
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rules]]\nid = "promo"\naction = "pin"\nitems = ["p3"]\n')
+    cli.main(["rules", "--load", str(path), "--author", "ops"])
+    assert "version 1 by ops" in capsys.readouterr().out
+    assert until(lambda: items_of(api)[0] == ("p3", "promoted"))
+    shown = httpx.get(f"{api.url}/v1/rules").json()
+    assert (shown["version"], shown["author"], shown["rules"][0]["id"]) == (1, "ops", "promo")
+    path.write_text('[[rules]]\nid = "promo"\naction = "lift"\n')
+    with pytest.raises(SystemExit, match="action"):
+        cli.main(["rules", "--load", str(path)])
