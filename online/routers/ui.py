@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep
 from online.routers.params import MAX_EXCLUDE, READ_ERRORS, SingleValued
-from online.schemas import ErrorResponse
 from online.services import dashboard as service
 from online.services.common import guarded
 
@@ -43,6 +42,16 @@ async def ui_file(name: str) -> FileResponse:
     return _file(name)
 
 
+@pages.get("/ui/reports/{path:path}", dependencies=[ReadAuth])
+async def report_image(path: str, settings: SettingsDep) -> FileResponse:
+    """One plot of a report (a path the dashboard lists in ``report_images``); behind the
+    read token like the dashboard, so the page fetches it with the token and shows a blob."""
+    found = service.report_file(settings, path)
+    if found is None:
+        raise HTTPException(404, detail="no such report image")
+    return FileResponse(found)
+
+
 def _file(name: str) -> FileResponse:
     # no-cache: a redeployed page is picked up on the next load (the files are tiny)
     return FileResponse(
@@ -50,36 +59,16 @@ def _file(name: str) -> FileResponse:
     )
 
 
-@api.get(
-    "/dashboard",
-    responses={k: v for k, v in READ_ERRORS.items() if k != 422},
-)
+@api.get("/dashboard", responses=READ_ERRORS)
 async def dashboard(reader: ReaderDep, settings: SettingsDep) -> dict[str, Any]:
     """The live publication (version, model, ds, weights, users, items), the streaming
     job's last batch per query (lag, freshness), Redis memory, and from MLflow the last
     nightly's step times, the last evaluation's metrics per model and the last experiment
     results per variant (with confidence intervals); ``report_images``: plots to fetch from
-    /v1/dashboard/reports/{path}. A part with nothing to show is null or empty."""
+    /ui/reports/{path} (same token). A part with nothing to show is null or empty."""
     return await guarded(
         service.dashboard(reader, settings), max(settings.api_redis_deadline_seconds, 10.0)
     )
-
-
-@api.get(
-    "/dashboard/reports/{path:path}",
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"image/png": {}, "image/svg+xml": {}}, "description": "The plot."},
-        404: {"model": ErrorResponse, "description": "No such plot under reports_dir."},
-        **{k: v for k, v in READ_ERRORS.items() if k in (401, 403)},
-    },
-)
-async def report_image(path: str, settings: SettingsDep) -> FileResponse:
-    """One plot of a report (a path listed in the dashboard's ``report_images``)."""
-    found = service.report_file(settings, path)
-    if found is None:
-        raise HTTPException(404, detail="no such report image")
-    return FileResponse(found)
 
 
 ItemIds = Annotated[

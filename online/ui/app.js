@@ -202,7 +202,7 @@ async function showDashboard() {
   const plots = [];
   for (const path of d.report_images) {
     const token = store.getItem(TOKENS.read) || store.getItem(TOKENS.write);
-    const resp = await fetch(`/v1/dashboard/reports/${path}`, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+    const resp = await fetch(`/ui/reports/${path}`, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
     if (resp.ok) plots.push(el("img", { src: URL.createObjectURL(await resp.blob()), alt: path, title: path }));
   }
   $("plots").replaceChildren(...(plots.length ? plots : [el("p", { class: "empty" }, "no plots")]));

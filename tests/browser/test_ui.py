@@ -176,11 +176,23 @@ def enter_tokens(page: Page) -> None:
 
 
 def test_the_page_source_holds_no_token(site):
-    server, _ = site
+    server, applier = site
     for name in ("", "app.js", "app.css"):
         body = httpx.get(f"{server.url}/ui/{name}").text
         assert body and WRITE_TOKEN not in body and READ_TOKEN not in body
     assert httpx.get(f"{server.url}/v1/dashboard").status_code == 401  # reads need a token
+    plot = f"{server.url}/ui/reports/2026-01-01/evaluation-report/ndcg.png"
+    read = {"Authorization": f"Bearer {READ_TOKEN}"}
+    assert httpx.get(plot).status_code == 401
+    assert httpx.get(plot, headers=read).content.startswith(b"\x89PNG")
+    (Path(applier.settings.reports_dir) / "2026-01-01" / "evaluation.json").write_text("{}")
+    # only images under reports_dir are served
+    assert (
+        httpx.get(
+            plot.replace("evaluation-report/ndcg.png", "evaluation.json"), headers=read
+        ).status_code
+        == 404
+    )
 
 
 def test_a_click_posts_a_view_and_the_list_follows(site, page, tmp_path):
