@@ -407,6 +407,32 @@ GOLD_ITEM_CONTENT_NEIGHBOURS = LakeTable(
 )
 
 
+GOLD_ITEM_CONTENT_TERMS = LakeTable(
+    name="item_content_terms",
+    layer="gold",
+    keys=(c.DS, c.TERM),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.TERM, _S, False),
+        (c.IDF, _DBL, False),
+        (
+            c.ITEMS,
+            T.ArrayType(
+                T.StructType(
+                    [T.StructField(c.ITEM_ID, _S, False), T.StructField(c.WEIGHT, _DBL, False)]
+                ),
+                False,
+            ),
+            False,
+        ),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.content",
+    description="The content model's vocabulary: each term's idf and the items with its largest "
+    "TF-IDF weights (published so the API scores a new item's text: PUT /v1/items).",
+)
+
+
 ERASURE_LEDGER = LakeTable(
     name="erased_users",
     layer="silver",
@@ -466,6 +492,7 @@ ALL_TABLES = (
     ITEM_INDEX,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
+    GOLD_ITEM_CONTENT_TERMS,
     GOLD_EXPERIMENT_RESULTS,
     ERASURE_LEDGER,
 )

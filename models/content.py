@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import IDF, CountVectorizer, Normalizer, RegexTokenizer, StopWordsRemover
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -240,13 +240,72 @@ def content_neighbours(
     by more than ``max_term_share`` of the items never propose candidates (they still count
     in the scores). ``block_matches`` bounds the index matches one task scores at once.
     """
+    return content_model(
+        catalog,
+        top_n=top_n,
+        max_term_share=max_term_share,
+        min_score=min_score,
+        prune_score=prune_score,
+        block_matches=block_matches,
+    )[0]
+
+
+def term_postings(rows: DataFrame, model: PipelineModel, *, per_term: int) -> DataFrame:
+    """(term, idf, items array<struct<item_id, weight>>): each vocabulary word's idf and the
+    ``per_term`` items with its largest weight in their unit TF-IDF vectors. What the API
+    needs to score a new item against the catalog (recolake.onlinestore.catalog
+    .content_neighbours): the dot products through these lists are the exact cosines with
+    every item that made a list, in milliseconds, without the whole matrix."""
+    spark = rows.sparkSession
+    vocabulary, idf = model.stages[2].vocabulary, model.stages[3].idf.toArray()
+    words = spark.createDataFrame(
+        pd.DataFrame({"_term": np.arange(len(vocabulary)), "term": vocabulary, "idf": idf}),
+        "_term int, term string, idf double",
+    )
+    entries = rows.select(
+        c.ITEM_ID, F.explode(F.arrays_zip("terms", "weights")).alias("_e")
+    ).select(c.ITEM_ID, F.col("_e.terms").alias("_term"), F.col("_e.weights").alias("weight"))
+    order = Window.partitionBy("_term").orderBy(F.desc("weight"), c.ITEM_ID)
+    top = entries.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= per_term)
+    lists = top.groupBy("_term").agg(
+        F.sort_array(F.collect_list(F.struct(F.col("weight"), F.col(c.ITEM_ID))), asc=False).alias(
+            "_l"
+        )
+    )
+    return lists.join(F.broadcast(words), "_term").select(
+        "term",
+        "idf",
+        F.transform(  # never null (what gold.item_content_terms declares)
+            "_l",
+            lambda e: F.struct(
+                F.coalesce(e[c.ITEM_ID], F.lit("")).alias(c.ITEM_ID),
+                F.coalesce(e["weight"], F.lit(0.0)).alias("weight"),
+            ),
+        ).alias("items"),
+    )
+
+
+def content_model(
+    catalog: DataFrame,
+    *,
+    top_n: int,
+    max_term_share: float = 0.2,
+    min_score: float = 0.05,
+    prune_score: float = 0.3,
+    block_matches: int = 2_000_000,
+    per_term: int = 200,
+) -> tuple[DataFrame, DataFrame]:
+    """content_neighbours' neighbours, and term_postings of the same fit (lazy: computed
+    only when read)."""
     spark = catalog.sparkSession
     texts = item_text(catalog).cache()  # read by the two fits and the transform
-    rows = tfidf_rows(texts, fit_tfidf(texts))
+    model = fit_tfidf(texts)
+    rows = tfidf_rows(texts, model)
+    postings = term_postings(tfidf_rows(item_text(catalog), model), model, per_term=per_term)
     index = collect_index(rows, threshold=max(min_score, prune_score), max_df_share=max_term_share)
     texts.unpersist()
     if index.n_rows == 0:
-        return spark.createDataFrame([], NEIGHBOURS_SCHEMA)
+        return spark.createDataFrame([], NEIGHBOURS_SCHEMA), postings
     blocks = index.blocks(block_matches)
     shared = spark.sparkContext.broadcast(index)
     parallelism = spark.sparkContext.defaultParallelism
@@ -260,4 +319,4 @@ def content_neighbours(
     block_frame = spark.createDataFrame(
         pd.DataFrame(blocks, columns=["lo", "hi"]), "lo long, hi long"
     ).repartition(min(len(blocks), max(1, 4 * parallelism)))
-    return block_frame.mapInPandas(score, NEIGHBOURS_SCHEMA)
+    return block_frame.mapInPandas(score, NEIGHBOURS_SCHEMA), postings

@@ -2,7 +2,9 @@
 
     spark-submit pipelines/content.py --ds 2011-12-09
 
-Writes gold.item_content_neighbours (kind 'content') for --ds; a re-run replaces that date.
+Writes gold.item_content_neighbours (kind 'content') and gold.item_content_terms (each term's
+idf and top items: what publish hands the API to score new items) for --ds; a re-run replaces
+that date.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features import transforms
-from features.tables import GOLD_ITEM_CATALOG, GOLD_ITEM_CONTENT_NEIGHBOURS
-from models.content import content_neighbours
+from features.tables import (
+    GOLD_ITEM_CATALOG,
+    GOLD_ITEM_CONTENT_NEIGHBOURS,
+    GOLD_ITEM_CONTENT_TERMS,
+)
+from models.content import content_model
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake.settings import Settings
 
@@ -29,9 +35,12 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> int:
     catalog = GOLD_ITEM_CATALOG.read(spark, settings).where(F.col(c.DS) == F.lit(ds))
     if catalog.isEmpty():
         raise RuntimeError(f"gold.item_catalog has no rows for ds={ds}: run gold first")
-    neighbours = content_neighbours(catalog, top_n=settings.neighbours_top_n)
+    neighbours, terms = content_model(
+        catalog, top_n=settings.neighbours_top_n, per_term=settings.content_terms_per_term
+    )
     out = transforms.with_ds(neighbours.withColumn(c.KIND, F.lit("content")), ds)
     GOLD_ITEM_CONTENT_NEIGHBOURS.overwrite_partitions(out, settings, {c.DS: ds, c.KIND: "content"})
+    GOLD_ITEM_CONTENT_TERMS.overwrite_partition(transforms.with_ds(terms, ds), settings, c.DS, ds)
     items = (
         GOLD_ITEM_CONTENT_NEIGHBOURS.read(spark, settings)
         .where(F.col(c.DS) == F.lit(ds))

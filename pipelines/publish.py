@@ -32,6 +32,7 @@ from features.tables import (
     GOLD_ITEM_CATALOG,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
+    GOLD_ITEM_CONTENT_TERMS,
     GOLD_ITEM_POPULARITY,
     GOLD_USER_ITEM_STRENGTH,
     LakeTable,
@@ -166,6 +167,27 @@ def write_catalog(spark: SparkSession, settings: Settings, ds: date, writer: Bat
     return written
 
 
+def write_content_terms(
+    spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
+) -> int:
+    """The content model's terms for ``ds`` (gold.item_content_terms) into the staged
+    version, so the API gives items PUT after it content neighbours; skipped (new items then
+    wait for the nightly) when the content job has not written them."""
+    if not GOLD_ITEM_CONTENT_TERMS.exists(spark, settings):
+        log.info("publish: no gold.item_content_terms: new items get no live neighbours")
+        return 0
+    rows = GOLD_ITEM_CONTENT_TERMS.read(spark, settings).where(F.col(c.DS) == F.lit(ds))
+
+    def write_partition(part):  # runs on executors
+        yield writer.write_content_terms(
+            (r[c.TERM], r[c.IDF], [(e[c.ITEM_ID], e[c.WEIGHT]) for e in r[c.ITEMS]]) for r in part
+        )
+
+    written = sum(rows.select(c.TERM, c.IDF, c.ITEMS).rdd.mapPartitions(write_partition).collect())
+    log.info("publish: %d content terms for ds=%s", written, ds)
+    return written
+
+
 def write_neighbours(
     spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
 ) -> dict[str, int]:
@@ -282,6 +304,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     users = sum(lists.rdd.mapPartitions(write_partition).collect())
     items = write_catalog(spark, settings, ds, writer)
     neighbours = write_neighbours(spark, settings, model_ds, writer)
+    write_content_terms(spark, settings, model_ds, writer)
     replaced = writer.go_live(
         popular=popular,
         meta={

@@ -327,6 +327,14 @@ class Settings(BaseSettings):
 
     # --- item-item neighbours ----------------------------------------------------------
     neighbours_top_n: int = Field(default=50, ge=1, le=500, description="Neighbours per item.")
+    content_terms_per_term: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Items kept per term in the published content terms (gold."
+        "item_content_terms): the candidates a new item's content neighbours (PUT /v1/items) "
+        "are scored among; more is closer to the nightly's exact cosines, and slower.",
+    )
     cf_min_support: int = Field(default=2, ge=1, description="Min co-occurrences of a pair.")
     cf_max_items_per_group: int = Field(
         default=100, ge=2, description="Items kept per user history / basket (bounds the join)."

@@ -65,6 +65,10 @@ class UpdatedItem(BaseModel):
     item_id: str
     available: bool
     updated_at: str = Field(description="When the API applied it (ISO-8601 UTC).")
+    content_neighbours: int = Field(
+        description="Content neighbours scored for it against the live publication's content "
+        "terms (served while the publication has none for the item; 0 when it carries no terms)."
+    )
 
 
 class CatalogUpdateResponse(BaseModel):

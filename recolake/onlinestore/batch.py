@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from recolake.onlinestore.catalog import encode_term, term_bucket
 from recolake.onlinestore.client import RedisTimeouts, connect
 from recolake.onlinestore.codecs import (
     CODEC_VERSION,
@@ -126,6 +127,17 @@ class BatchWriter:
         return self._write_hash_entries(
             (layout.neighbours(version, k, layout.bucket_of(i, buckets)), i, encode_items(n))
             for k, i, n in rows
+        )
+
+    def write_content_terms(
+        self, rows: Iterable[tuple[str, float, Sequence[tuple[str, float]]]]
+    ) -> int:
+        """Each (term, idf, top items by weight) of the content model into
+        content_terms(version, bucket): what PUT /v1/items scores new items with."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (layout.content_terms(version, term_bucket(t, buckets)), t, encode_term(idf, items))
+            for t, idf, items in rows
         )
 
     def _write_hash_entries(self, entries: Iterable[tuple[str, str, str]]) -> int:

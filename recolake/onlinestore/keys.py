@@ -86,6 +86,11 @@ class KeyLayout:
         """Hash: item_id -> encoded {"title", "category", "available"}."""
         return f"{self.namespace}:pub:{version}:items:{bucket}"
 
+    def content_terms(self, version: str, bucket: int) -> str:
+        """Hash: term -> encoded {"idf", "items": [[item_id, weight], ...]} of the content
+        model (gold.item_content_terms): what PUT /v1/items scores a new item's text with."""
+        return f"{self.namespace}:pub:{version}:terms:{bucket}"
+
     def item_index(self, version: str, block: int) -> str:
         """String: the item ids at positions ``block * INDEX_BLOCK ...`` of the publication's
         item index (codecs.encode_index_block): compact user lists hold positions into it."""
@@ -100,6 +105,7 @@ class KeyLayout:
             *(self.items(version, b) for b in range(buckets)),
             *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
             *(self.item_index(version, b) for b in range(index_blocks)),
+            *(self.content_terms(version, b) for b in range(buckets)),
         ]
 
     # --- the live catalog overlay (PUT /v1/items writes, Reader reads; catalog.py) --------
@@ -116,6 +122,12 @@ class KeyLayout:
         """Hash: item_id -> encoded live entry (catalog.CatalogEntry), ``bucket`` of
         catalog.OVERLAY_BUCKETS (spread over a Redis Cluster's slots)."""
         return f"{self.namespace}:catalog:items:{bucket}"
+
+    def catalog_neighbours(self, bucket: int) -> str:
+        """Hash: item_id -> encoded content neighbours (codecs.encode_items) of an item PUT
+        since the publication, scored against its content terms (served when the
+        publication has none for the item)."""
+        return f"{self.namespace}:catalog:nbr:{bucket}"
 
     # --- real-time features (StreamWriter writes, Reader reads) ---------------------------
     # Values are whole documents written with SET, so replaying a micro-batch writes the same

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from recolake.onlinestore.catalog import merged_info, overlay_bucket
+from recolake.onlinestore.catalog import LIVE_NEIGHBOUR_KIND, merged_info, overlay_bucket
 from recolake.onlinestore.codecs import (
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
@@ -257,6 +257,8 @@ class Reader:
             self._catalog_version = version
             for cache in self._caches.values():
                 cache.items = {}
+                # an item without content neighbours may have got live ones (PUT)
+                cache.neighbours = {k: v for k, v in cache.neighbours.items() if v}
 
     async def refresh_catalog(self) -> None:
         """Read the overlay's version (one GET): for requests that need no snapshot
@@ -275,7 +277,8 @@ class Reader:
     ) -> tuple[Mapping[str, ItemInfo | None], Mapping[tuple[str, str], Items]]:
         """Round trip 2, only for what this process has not cached yet: catalog entries of
         ``items`` (the live overlay's over the published ones: catalog.py) and the neighbour
-        lists ``(kind, item)``. Returns read-only views covering
+        lists ``(kind, item)`` (content: the overlay's live list of an item the publication
+        has none for). Returns read-only views covering
         at least those (an item the publication does not know maps to None)."""
         cache = self._caches.get_or_make(
             pub.version, lambda: _VersionCache(self.cache_items)
@@ -295,10 +298,17 @@ class Reader:
             for kind, item in missing_nbrs:
                 bucket = layout.bucket_of(item, pub.buckets)
                 pipe.hget(layout.neighbours(pub.version, kind, bucket), item)
+                if kind == LIVE_NEIGHBOUR_KIND:  # an item PUT since: its live neighbours
+                    pipe.hget(layout.catalog_neighbours(overlay_bucket(item)), item)
             replies = await pipe.execute()
         for n, item in enumerate(missing_items):  # published entry, then the overlay's
             known[item] = merged_info(decode_item_info(replies[2 * n]), replies[2 * n + 1], item)
-        for key, payload in zip(missing_nbrs, replies[2 * len(missing_items) :], strict=True):
+        rest = iter(replies[2 * len(missing_items) :])
+        for key in missing_nbrs:
+            payload = next(rest)
+            if key[0] == LIVE_NEIGHBOUR_KIND:
+                live = next(rest)
+                payload = payload or live  # the publication's list when it has one
             # tuples of atomic values: the garbage collector stops scanning them (a big
             # cache of lists would make every full collection a latency spike)
             lists[key] = tuple(map(tuple, _loads(payload))) if payload else ()

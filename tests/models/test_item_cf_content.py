@@ -7,7 +7,7 @@ import math
 import pytest
 
 from features import columns as c
-from models.content import content_neighbours
+from models.content import content_model, content_neighbours
 from models.item_cf import cap_groups, co_occurrence_neighbours, score_from_neighbours
 
 pytestmark = pytest.mark.spark
@@ -86,3 +86,36 @@ def test_items_sharing_only_a_brand_become_content_neighbours(spark):
         catalog.drop(c.BRAND), top_n=2, max_term_share=0.5, prune_score=0
     ).collect()
     assert without == []  # the brand is what links them
+
+
+def test_the_api_scores_a_text_as_the_content_model_does(spark):
+    """The published terms (content_model's postings) scored by the API's code
+    (recolake.onlinestore.catalog) give an item's text the model's own neighbours and cosines:
+    same tokens (case, punctuation, cat_/brand_ tokens), same weights."""
+    from recolake.onlinestore.catalog import score_terms, text_terms
+
+    rows = [
+        ("1", "White Heart T-Light Holder", "Home & Garden", "Acme"),
+        ("2", "Red heart t-light holder", "home & garden", None),
+        ("3", "Vintage paisley bag", "Bags", "Acme"),
+        ("4", "Jumbo paisley BAG, red", "Bags", "Globex"),
+        ("5", "Garden gnome", None, "Globex"),
+    ]
+    catalog = spark.createDataFrame(
+        rows, "item_id string, title string, category string, brand string"
+    )
+    neighbours, postings = content_model(
+        catalog, top_n=4, max_term_share=1.0, prune_score=0, per_term=10
+    )
+    expected = {}
+    for r in neighbours.collect():
+        expected.setdefault(r[c.ITEM_ID], {})[r[c.NEIGHBOUR_ID]] = r[c.SCORE]
+    terms = {
+        r["term"]: (r["idf"], [(e[c.ITEM_ID], e["weight"]) for e in r["items"]])
+        for r in postings.collect()
+    }
+    assert terms["brand_acme"][1] and terms["cat_home_garden"][1]
+    for item, title, category, brand in rows:
+        got = score_terms(text_terms(title, category, brand), terms, top_n=4, exclude=item)
+        kept = {i: v for i, v in got if v >= 0.05}  # content_model's min_score
+        assert kept == pytest.approx(expected.get(item, {}), abs=1e-5), item

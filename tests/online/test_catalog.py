@@ -9,7 +9,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from recolake.onlinestore import KeyLayout, user_subject
+from recolake.onlinestore import KeyLayout, session_subject, user_subject
+from recolake.onlinestore.batch import BatchWriter
 from recolake.privacy import pseudonymise
 from tests.conftest import TEST_KEY, make_settings
 from tests.online.conftest import publish_sample
@@ -146,3 +147,38 @@ def test_writes_need_the_write_token_and_batches_are_bounded(published, api_serv
     assert logged_items(published) == []
     assert httpx.put(f"{api.url}/v1/items", json=four[:3], headers=AUTH).status_code == 200
     assert {r["item_id"] for r in logged_items(published)} == {"n0", "n1", "n2"}
+
+
+def test_a_new_item_has_content_neighbours_right_after_its_put(
+    published, api_server_factory, redis_server, redis_client
+):
+    """The publication carries the content model's terms; a PUT of an item no publication
+    knows scores its text against them: its similar list and a cold-start visitor who viewed
+    it get neighbours at once, named after its title."""
+    layout = KeyLayout(published.redis_namespace)
+    writer = BatchWriter(url=redis_server.url, layout=layout, version="v7", buckets=4)
+    writer.write_content_terms(  # as gold.item_content_terms holds them (unit-vector weights)
+        [
+            ("red", 1.2, [("shoe", 0.6)]),
+            ("boot", 1.5, [("boot", 0.9)]),
+            ("cat_shoes", 0.4, [("boot", 0.3), ("shoe", 0.3), ("gone", 0.3)]),
+            ("brand_acme", 2.0, [("sock", 0.8)]),
+        ]
+    )
+    api = api_server_factory(published)
+    unknown = put(api, "trail-boot-9", title="Tasty apple")  # no word the model knows
+    assert unknown.json()["items"][0]["content_neighbours"] == 0
+
+    body = {"title": "Red boot", "category": "shoes", "brand": "Acme"}
+    answer = put(api, "red-boot", **body)
+    assert answer.status_code == 200 and answer.json()["items"][0]["content_neighbours"] == 4
+    similar = httpx.get(f"{api.url}/v1/items/red-boot/similar", params={"k": 10}).json()
+    got = [(i["item_id"], i["source"], i["reason"]) for i in similar["items"]]
+    assert {i for i, _, _ in got} == {"boot", "shoe", "sock"}  # "gone" is unavailable
+    assert all(s == "content" and r == "similar to Red boot" for _, s, r in got)
+
+    visitor = "s-cold"
+    set_recent(redis_client, session_subject(visitor, TEST_KEY.encode()), ("red-boot", "view"))
+    recs = httpx.get(f"{api.url}/v1/recommendations", params={"session_id": visitor}).json()
+    reasons = {i["item_id"]: i["reason"] for i in recs["items"] if i["source"] == "content"}
+    assert reasons.get("boot") == "because you viewed Red boot"
