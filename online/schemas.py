@@ -37,7 +37,13 @@ class Filtered(BaseModel):
 
     unavailable: int = Field(default=0, description="Marked unavailable in the catalog.")
     exclude: int = Field(default=0, description="In the request's `exclude`.")
-    purchased: int = Field(default=0, description="Bought a moment ago (recent events).")
+    hidden: int = Field(default=0, description="Hidden or disliked by this user/session.")
+    purchased: int = Field(
+        default=0,
+        description="Bought by the user (published history or recent events); only with "
+        "`exclude_purchased`.",
+    )
+    recent: int = Field(default=0, description="In the recent events (`exclude_recent`).")
     category: int = Field(default=0, description="Not of the requested `category`.")
     diversity: int = Field(default=0, description="Over `max_per_category` for their category.")
 

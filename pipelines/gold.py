@@ -44,6 +44,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> GoldCounts:
         as_of=as_of,
         weights=settings.event_weights,
         half_life_days=settings.decay_half_life_days,
+        negative_types=settings.negative_event_types,
     )
     popularity = transforms.item_popularity(
         events,

@@ -4,8 +4,9 @@
 
 Loads the model behind the registry alias (so a failed or rejected training leaves the last
 good model serving), scores every user it knows with already-purchased items removed,
-writes a new Redis version (``onlinestore.batch.BatchWriter``) and switches it live with one
-SET. Before anything is written it checks that the catalog can serve: a catalog mostly
+writes a new Redis version (``onlinestore.batch.BatchWriter``) with each user's purchased set
+(``purchased_sets``: the API drops those items from every source) and switches it live with
+one SET. Before anything is written it checks that the catalog can serve: a catalog mostly
 unavailable, or a popular list with too few available items, means a broken import, and
 publishing it would answer every visitor with an empty or short list; it raises
 ``NotServableError`` with the counts, so the last good publication keeps serving.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import mlflow
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from features import columns as c
@@ -225,6 +226,48 @@ def write_neighbours(
     return written
 
 
+def purchased_sets(strength: DataFrame, items: DataFrame, max_items: int) -> DataFrame:
+    """(user_key, positions): each user's purchased items (gold strength's ``purchased``) as
+    positions in the publication's item index (``items``: item_id, item_idx), the most
+    recently touched ``max_items`` first; items the index lacks are left out (the API's
+    real-time purchases cover what came after the model)."""
+    order = Window.partitionBy(c.USER_KEY).orderBy(F.desc(c.LAST_EVENT_TIME), c.ITEM_IDX)
+    return (
+        strength.where(F.col(c.PURCHASED))
+        .join(items.select(c.ITEM_ID, c.ITEM_IDX), c.ITEM_ID)
+        .withColumn("_n", F.row_number().over(order))
+        .where(F.col("_n") <= max_items)
+        .groupBy(c.USER_KEY)
+        .agg(F.array_sort(F.collect_list(c.ITEM_IDX)).alias("positions"))
+    )
+
+
+def write_purchased(
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    model_ds: date,
+    indexes: Indexes,
+    writer: BatchWriter,
+    width: int,
+) -> int:
+    """Every user's purchased set into the staged version (the API drops those items from
+    every source unless a request says exclude_purchased=false): gold strength of ``ds``
+    (``model_ds``'s when ``ds`` has none). Returns the users written."""
+    if settings.purchased_max_items == 0:
+        return 0
+    gold = GOLD_USER_ITEM_STRENGTH.read(spark, settings)
+    strength = gold.where(F.col(c.DS) == F.lit(ds))
+    if strength.isEmpty():
+        strength = gold.where(F.col(c.DS) == F.lit(model_ds))
+    sets = purchased_sets(strength, indexes.items, settings.purchased_max_items)
+
+    def write_partition(rows):  # runs on executors
+        yield writer.write_user_purchased(((r[c.USER_KEY], r["positions"]) for r in rows), width)
+
+    return sum(sets.rdd.mapPartitions(write_partition).collect())
+
+
 def served_weights(model_version) -> Weights | None:
     """The blend weights chosen for a registry model version (its SERVED_WEIGHTS_TAG), or
     None when it has none (then the publication serves the defaults and says so). A tag that
@@ -302,6 +345,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         )
 
     users = sum(lists.rdd.mapPartitions(write_partition).collect())
+    buyers = write_purchased(spark, settings, ds, model_ds, indexes, writer, width)
     items = write_catalog(spark, settings, ds, writer)
     neighbours = write_neighbours(spark, settings, model_ds, writer)
     write_content_terms(spark, settings, model_ds, writer)
@@ -311,6 +355,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
             "model_version": str(champion.version),
             "ds": ds.isoformat(),
             "users": str(users),
+            "purchased_users": str(buyers),
             "items": str(items),
             "unavailable": str(health.unavailable),
             "popular_available": str(health.popular_available),

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,9 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "add_to_cart": 3.0,
     "remove_from_cart": 0.0,
     "purchase": 5.0,
+    # negative feedback (settings.negative_event_types): weight 0, never a positive signal
+    "hide": 0.0,
+    "dislike": 0.0,
 }
 
 
@@ -167,11 +170,42 @@ class Settings(BaseSettings):
     max_per_category: int | None = Field(
         default=3, ge=1, description="Diversity: at most this many items per category in top k."
     )
+    negative_event_types: list[str] = Field(
+        default_factory=lambda: ["hide", "dislike"],
+        description="Negative feedback: an item a subject sent one of these events for is "
+        "never served to that subject again (the streaming job keeps a per-subject hidden set "
+        "with the subject's TTL) and offline it zeroes that user's strength for the item. "
+        "Each must be one of event_weights (weight 0 there).",
+    )
+    exclude_purchased_default: bool = Field(
+        default=True,
+        description="`exclude_purchased` of a request that does not say: drop items the user "
+        "bought (published purchases plus real-time ones) from every source. Groceries (bought "
+        "again and again): false.",
+    )
+    hidden_max_items: int = Field(
+        default=500, ge=1, description="Hidden items kept per subject (newest first)."
+    )
+    purchased_max_items: int = Field(
+        default=1000,
+        ge=0,
+        description="Published purchased items per user (the most recently bought first); 0: "
+        "publish none.",
+    )
     experiments_file: str | None = Field(
         default=None,
         description="JSON or TOML file declaring the online experiment (recolake/experiments.py: "
         "name, salt, variants with shares, weights and/or publication); read and validated when "
         "the API starts. Unset: no experiment.",
+    )
+    rules_file: str | None = Field(
+        default=None,
+        description="JSON or TOML file of merchandising rules (recolake/rules.py: boost, bury, "
+        "pin); validated when the API starts and stored in Redis as version 1 if Redis holds "
+        "no rules yet (after that, PUT /v1/rules or `recolake rules --load FILE`). Unset: none.",
+    )
+    rules_history: int = Field(
+        default=50, ge=1, le=1000, description="Rules versions kept in Redis for audit."
     )
     online_cache_items: int = Field(
         default=200_000, ge=0, description="Per-process cache of published catalog/neighbours."
@@ -198,15 +232,6 @@ class Settings(BaseSettings):
         default="local", description="Where accepted events go: a landing dir, or Kafka."
     )
     landing_dir: str = Field(
-    rules_file: str | None = Field(
-        default=None,
-        description="JSON or TOML file of merchandising rules (recolake/rules.py: boost, bury, "
-        "pin); validated when the API starts and stored in Redis as version 1 if Redis holds "
-        "no rules yet (after that, PUT /v1/rules or `recolake rules --load FILE`). Unset: none.",
-    )
-    rules_history: int = Field(
-        default=50, ge=1, le=1000, description="Rules versions kept in Redis for audit."
-    )
         default=str(VAR_DIR / "landing" / "events"),
         description="Local event log: one JSON-lines file per accepted request (atomic).",
     )
@@ -420,6 +445,29 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"event weights must be >= 0, got {bad}")
         return value
+
+    @field_validator("negative_event_types")
+    @classmethod
+    def _negative_types_lower(cls, value: list[str]) -> list[str]:
+        return [t.strip().lower() for t in value if t.strip()]
+
+    @model_validator(mode="after")
+    def _negative_types_accepted(self) -> Settings:
+        """Negative feedback types are accepted event types that never count as positive: one
+        missing from event_weights is added with weight 0; a positive weight is an error."""
+        weights = self.event_weights
+        positive = {t: weights[t] for t in self.negative_event_types if weights.get(t, 0.0) > 0}
+        if positive:
+            raise ValueError(f"negative_event_types must weigh 0 in event_weights: {positive}")
+        for event_type in self.negative_event_types:
+            self.event_weights.setdefault(event_type, 0.0)
+        return self
+
+    def non_anchor_event_types(self) -> frozenset[str]:
+        """Event types that never make an item an anchor of the blend (recolake.ranking
+        ``anchors``): weight <= 0 (remove_from_cart) and the negative feedback types."""
+        weak = {t for t, w in self.event_weights.items() if w <= 0}
+        return frozenset(weak | set(self.negative_event_types))
 
     def require_pseudonymisation_key(self) -> bytes:
         """The HMAC key as bytes, or a clear error telling how to set it."""

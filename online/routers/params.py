@@ -23,6 +23,22 @@ Category = Annotated[
     str | None,
     Query(min_length=1, max_length=MAX_ID_LENGTH, description="Only items of this category."),
 ]
+ExcludePurchased = Annotated[
+    bool | None,
+    Query(
+        description="Drop the items the user bought (their purchase history as published, "
+        "plus the purchases of their recent events) from every source. Default: the "
+        "deployment's `RECOLAKE_EXCLUDE_PURCHASED_DEFAULT` (true unless the shop sells what "
+        "is bought again and again, e.g. groceries)."
+    ),
+]
+ExcludeRecent = Annotated[
+    bool,
+    Query(
+        description="Also drop the items of the subject's recent events (just viewed, added "
+        "to the cart, ...) from every source."
+    ),
+]
 ItemId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The shop's item id.")
 ]
@@ -41,7 +57,7 @@ def parse_exclude(values: list[str] | None) -> frozenset[str]:
 
 
 #: Query parameters that take one value (``exclude`` is the only list).
-SCALAR_QUERY = ("k", "category", "session_id", "user_id")
+SCALAR_QUERY = ("k", "category", "session_id", "user_id", "exclude_purchased", "exclude_recent")
 
 
 async def _single_valued(request: Request) -> None:

@@ -19,6 +19,8 @@ from online.routers.params import (
     READ_ERRORS,
     Category,
     Exclude,
+    ExcludePurchased,
+    ExcludeRecent,
     K,
     SingleValued,
     parse_exclude,
@@ -63,10 +65,20 @@ async def user_recommendations(
     session_id: SessionId = None,
     exclude: Exclude = None,
     category: Category = None,
+    exclude_purchased: ExcludePurchased = None,
+    exclude_recent: ExcludeRecent = False,
 ) -> Response:
     """A known user's blend (published ALS list + their and, if given, the session's
     recent events + trending + popular)."""
-    query = RecommendQuery(user_id, session_id, k, parse_exclude(exclude), category)
+    query = RecommendQuery(
+        user_id,
+        session_id,
+        k,
+        parse_exclude(exclude),
+        category,
+        exclude_purchased,
+        exclude_recent,
+    )
     return _json(await recommend(reader, settings, query))
 
 
@@ -79,8 +91,18 @@ async def visitor_recommendations(
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
+    exclude_purchased: ExcludePurchased = None,
+    exclude_recent: ExcludeRecent = False,
 ) -> Response:
     """An anonymous visitor's blend, by ``session_id`` (and optionally ``user_id``). With
     neither, the cold-start list every new visitor gets (trending, then popular)."""
-    query = RecommendQuery(user_id, session_id, k, parse_exclude(exclude), category)
+    query = RecommendQuery(
+        user_id,
+        session_id,
+        k,
+        parse_exclude(exclude),
+        category,
+        exclude_purchased,
+        exclude_recent,
+    )
     return _json(await recommend(reader, settings, query))

@@ -5,6 +5,11 @@ Candidates come from the user's published ALS list, the neighbours (co_view,
 bought_together, content) of the recent items the streaming job keeps per user/session,
 trending and popular; see recolake/ranking.py for the scoring.
 
+Filters apply to every source alike (``request_filters``): what the subject hid or disliked
+(the streaming job's hidden sets) is never served; what the user bought (the publication's
+purchased set plus the recent list's purchases) unless ``exclude_purchased=false``; the recent
+list's items with ``exclude_recent=true``; unavailable items, ``exclude``, ``category``.
+
 Weights: the served publication's (``onlinestore.meta.PublicationMeta.weights``, chosen by the
 evaluation), explicitly set ``blend_weight_*`` settings over them, and the request's experiment
 variant over those (``common.weights_for``). The variant is a pure function of the subject
@@ -14,7 +19,7 @@ variant over those (``common.weights_for``). The variant is a pure function of t
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from online.services.common import experiment_of, filters_of, guarded, weights_for
 from online.services.impressions import log_impression
@@ -24,7 +29,7 @@ from recolake.onlinestore import NEIGHBOUR_KINDS, session_subject, user_subject
 from recolake.onlinestore.reader import Reader, Snapshot
 from recolake.onlinestore.values import decode_category_affinity
 from recolake.privacy import pseudonymise
-from recolake.ranking import Inputs, Ranked, anchors, blend
+from recolake.ranking import Filters, Inputs, Ranked, anchors, blend
 from recolake.settings import Settings
 
 
@@ -35,6 +40,9 @@ class RecommendQuery:
     k: int
     exclude: frozenset[str] = frozenset()
     category: str | None = None
+    #: None: settings.exclude_purchased_default.
+    exclude_purchased: bool | None = None
+    exclude_recent: bool = False
 
 
 async def _read(
@@ -47,7 +55,9 @@ async def _read(
 ):
     snap = await reader.snapshot(user_key, subjects, publication)
     per_source = max(settings.blend_candidates_per_source, query.k)
-    used = anchors(snap.recent, settings.blend_recent_anchors)
+    used = anchors(
+        snap.recent, settings.blend_recent_anchors, settings.non_anchor_event_types(), snap.hidden
+    )
     als = (snap.als or [])[:per_source]
     trending = snap.trending[:per_source]
     popular = snap.popular[:per_source]
@@ -69,6 +79,8 @@ async def _read(
         popular=popular,
         category_affinity=affinity,
         catalog=catalog,
+        purchased=snap.purchased,
+        hidden=snap.hidden,
     )
     return snap, used, inputs
 
@@ -104,14 +116,27 @@ async def recommend(reader: Reader, settings: Settings, query: RecommendQuery) -
     ranked = blend(
         inputs,
         weights=weights,
-        filters=filters_of(settings, query.exclude, query.category),
+        filters=request_filters(settings, query),
         k=query.k,
         n_anchors=settings.blend_recent_anchors,
+        not_anchor_types=settings.non_anchor_event_types(),
         rules=rules,
     )
     body = document(query, snap, used, ranked, assignment, weights_source)
     await log_impression(settings, body, "recommendations")  # durable before the answer
     return body
+
+
+def request_filters(settings: Settings, query: RecommendQuery) -> Filters:
+    """The request's filters, over every source: ``exclude``, ``category``, bought items
+    (``exclude_purchased``, default ``settings.exclude_purchased_default``), the recent list
+    (``exclude_recent``); hidden and unavailable items are always dropped."""
+    purchased = query.exclude_purchased
+    return replace(
+        filters_of(settings, query.exclude, query.category),
+        exclude_purchased=settings.exclude_purchased_default if purchased is None else purchased,
+        exclude_recent=query.exclude_recent,
+    )
 
 
 def document(

@@ -29,6 +29,7 @@ from recolake.onlinestore.codecs import (
     encode_index_block,
     encode_item_info,
     encode_items,
+    encode_positions,
     encode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
@@ -91,6 +92,19 @@ class BatchWriter:
                 encode_ranked_positions(positions, scores, width),
             )
             for user, positions, scores in rows
+        )
+
+    def write_user_purchased(self, rows: Iterable[tuple[str, Sequence[int]]], width: int) -> int:
+        """Each user's purchased items (positions in the item index, as the compact lists)
+        into purchased(version, bucket): the API drops them from every source."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (
+                layout.purchased(version, layout.bucket_of(user, buckets)),
+                user,
+                encode_positions(positions, width),
+            )
+            for user, positions in rows
         )
 
     def write_item_index(self, item_ids: Iterable[str]) -> int:

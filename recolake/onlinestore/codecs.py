@@ -95,6 +95,42 @@ def decode_ranked_positions(payload: bytes | None) -> list[tuple[int, float]]:
     ]
 
 
+def encode_positions(positions: Sequence[int], width: int) -> bytes:
+    """A set of items (a user's purchases) as their positions in the publication's item
+    index, ascending: one byte of ``width``, then ``width`` bytes per item (little-endian)."""
+    body = b"".join(int(p).to_bytes(width, "little") for p in sorted(set(positions)))
+    return bytes((width,)) + body
+
+
+def decode_positions(payload: bytes | None) -> list[int]:
+    if not payload:
+        return []
+    width, body = payload[0], payload[1:]
+    if width < 1 or len(body) % width:
+        raise ValueError("compact position set of inconsistent length")
+    return [int.from_bytes(body[i : i + width], "little") for i in range(0, len(body), width)]
+
+
+def encode_hidden(entries: Sequence[tuple[str, float]]) -> str:
+    """A subject's hidden items: ``[["i1", ts], ...]``, newest first."""
+    return json.dumps([[i, ts] for i, ts in entries], separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_hidden(payload: str | None) -> list[tuple[str, float]]:
+    """(item_id, ts) pairs of a hidden set (malformed entries are an error, not skipped)."""
+    if not payload:
+        return []
+    doc = json.loads(payload)
+    if not isinstance(doc, list):
+        raise ValueError(f"malformed hidden set: {type(doc).__name__}")
+    out = []
+    for entry in doc:
+        if not isinstance(entry, list) or len(entry) != 2 or not entry[0]:
+            raise ValueError(f"malformed hidden entry: {entry!r}")
+        out.append((str(entry[0]), float(entry[1] or 0.0)))
+    return out
+
+
 def encode_index_block(item_ids: Sequence[str]) -> str:
     """One block of the publication's item index: the ids in position order."""
     return json.dumps(list(item_ids), separators=_COMPACT, ensure_ascii=False)

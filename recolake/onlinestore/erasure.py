@@ -5,7 +5,9 @@ What the online store holds about a user, by the key layout (keys.KeyLayout):
 - the real-time documents of the subject ``u:<user key>`` (``recent``, ``affinity``):
   deleted;
 - the user's published list in every publication still in Redis (the live one and any
-  previous one inside its grace period): the field ``<user key>`` of its bucket, deleted;
+  previous one inside its grace period): the field ``<user key>`` of its bucket, deleted
+  (counted in ``published_lists``), and so is the user's purchased set beside it;
+- the subject's hidden set (negative feedback): deleted with the real-time documents;
 - idempotency records and "seen" markers: named by ``event_token`` = HMAC(subject, event
   id), so no key names the user and none can be found without the client's event ids; they
   hold item ids and times only and expire (``stream_dedupe_ttl_seconds``). Left to expire.
@@ -43,7 +45,7 @@ class Erased:
 
 def realtime_keys(layout: KeyLayout, user_key: str) -> list[str]:
     subject = user_subject(user_key)
-    return [layout.recent(subject), layout.affinity(subject)]
+    return [layout.recent(subject), layout.affinity(subject), layout.hidden(subject)]
 
 
 def meta_pattern(layout: KeyLayout) -> str:
@@ -63,10 +65,19 @@ def _lists_of(layout: KeyLayout, user_key: str, metas: Iterable[tuple[str, str |
         yield layout.recs(version, layout.bucket_of(user_key, int(buckets or 1)))
 
 
+def _purchased_of(layout: KeyLayout, user_key: str, metas: Iterable[tuple[str, str | None]]):
+    """(purchased bucket key) of the user in each publication, from (meta key, buckets)."""
+    for meta_key, buckets in metas:
+        version = version_of(layout, meta_key)
+        yield layout.purchased(version, layout.bucket_of(user_key, int(buckets or 1)))
+
+
 def forget_user(client: redis.Redis, layout: KeyLayout, user_key: str) -> Erased:
     deleted = sum(int(client.delete(k)) for k in realtime_keys(layout, user_key))
     metas = [(m, client.hget(m, "buckets")) for m in client.scan_iter(match=meta_pattern(layout))]
     lists = sum(int(client.hdel(k, user_key)) for k in _lists_of(layout, user_key, metas))
+    for key in _purchased_of(layout, user_key, metas):
+        client.hdel(key, user_key)
     return Erased(deleted, lists, len(metas))
 
 
@@ -80,4 +91,6 @@ async def forget_user_async(client: aioredis.Redis, layout: KeyLayout, user_key:
     lists = 0
     for key in _lists_of(layout, user_key, metas):
         lists += int(await client.hdel(key, user_key))
+    for key in _purchased_of(layout, user_key, metas):
+        await client.hdel(key, user_key)
     return Erased(deleted, lists, len(metas))

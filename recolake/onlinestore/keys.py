@@ -96,12 +96,18 @@ class KeyLayout:
         item index (codecs.encode_index_block): compact user lists hold positions into it."""
         return f"{self.namespace}:pub:{version}:index:{block}"
 
+    def purchased(self, version: str, bucket: int) -> str:
+        """Hash: pseudonymised user key -> the items the user bought, as positions in the
+        item index (codecs.encode_positions); codec 2 publications only."""
+        return f"{self.namespace}:pub:{version}:bought:{bucket}"
+
     def version_keys(self, version: str, buckets: int, index_blocks: int = 0) -> list[str]:
         """Every key a publication may own (used to make it permanent, then expire it)."""
         return [
             self.meta(version),
             self.popular(version),
             *(self.recs(version, b) for b in range(buckets)),
+            *(self.purchased(version, b) for b in range(buckets)),
             *(self.items(version, b) for b in range(buckets)),
             *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
             *(self.item_index(version, b) for b in range(index_blocks)),
@@ -140,6 +146,11 @@ class KeyLayout:
     def affinity(self, subject: str) -> str:
         """String: {"items", "categories", "session_categories", "as_of", "last_ts"}."""
         return f"{self.namespace}:rt:affinity:{subject}"
+
+    def hidden(self, subject: str) -> str:
+        """String: [[item_id, ts], ...] the subject hid or disliked (negative_event_types),
+        newest first (codecs.encode_hidden): never served to that subject again."""
+        return f"{self.namespace}:rt:hidden:{subject}"
 
     @property
     def trending(self) -> str:

@@ -25,8 +25,10 @@ from recolake.onlinestore.codecs import (
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
     as_bytes,
+    decode_hidden,
     decode_index_block,
     decode_items,
+    decode_positions,
     decode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
@@ -66,6 +68,10 @@ class Snapshot:
     affinity_payloads: list[str | None] = field(default_factory=list)
     #: The publication asked for when it is not in Redis (the live one was read instead).
     fallback_from: str | None = None
+    #: Items the user bought (the publication's purchased set; codec 2 publications only).
+    purchased: frozenset[str] = frozenset()
+    #: Items any of the subjects hid or disliked (the streaming job's hidden sets).
+    hidden: frozenset[str] = frozenset()
 
 
 class _VersionCache:
@@ -184,9 +190,10 @@ class Reader:
     async def snapshot(
         self, user_key: str | None, subjects: Sequence[str], publication: str | None = None
     ) -> Snapshot:
-        """Round trip 1: the published ALS list of ``user_key`` (bare pseudonymised key),
-        recent + affinity of every real-time subject (prefixed), trending, and popular (only
-        on the first request of a version: then cached). ``publication``: read that version
+        """Round trip 1: the published ALS list and purchased set of ``user_key`` (bare
+        pseudonymised key), recent + affinity + hidden set of every real-time subject
+        (prefixed), trending, and popular (only on the first request of a version: then
+        cached). ``publication``: read that version
         instead of the live one, if Redis holds it (``Snapshot.fallback_from`` says when not)."""
         pub, fallback_from = await self.serving(publication)
         layout = self.layout
@@ -202,6 +209,12 @@ class Reader:
             for subject in subjects:
                 pipe.get(layout.recent(subject))
                 pipe.get(layout.affinity(subject))
+            for subject in subjects:
+                pipe.get(layout.hidden(subject))
+            wants_purchased = user_key is not None and pub.codec == COMPACT_CODEC_VERSION
+            if wants_purchased:
+                bucket = layout.bucket_of(user_key, pub.buckets)  # type: ignore[arg-type]
+                pipe.hget(layout.purchased(pub.version, bucket), user_key)
             if need_popular:
                 pipe.get(layout.popular(pub.version))
             replies = await pipe.execute()
@@ -216,14 +229,23 @@ class Reader:
             self._trending = (trending_payload, _loads(trending_payload or "[]"))
         recents = [decode_recent(replies[2 * i]) for i in range(len(subjects))]
         affinities = [replies[2 * i + 1] for i in range(len(subjects))]
+        n = len(subjects)
+        hidden = frozenset(
+            i for payload in replies[2 * n : 3 * n] for i, _ in decode_hidden(payload)
+        )
+        bought_payload = replies[3 * n] if wants_purchased else None
+        bought = decode_positions(as_bytes(bought_payload)) if bought_payload else []
         if als_payload is None:
             als = None
+            if bought:  # the index blocks of the purchases only
+                await self._positions_to_items(pub, [], bought)
         elif pub.codec == COMPACT_CODEC_VERSION:
             als = await self._positions_to_items(
-                pub, decode_ranked_positions(as_bytes(als_payload))
+                pub, decode_ranked_positions(as_bytes(als_payload)), bought
             )
         else:
             als = _loads(als_payload)
+        purchased = self._ids_at(pub, bought) if bought else frozenset()
         return Snapshot(
             publication=pub,
             als=als,
@@ -232,14 +254,20 @@ class Reader:
             recent=_merge_recent(*recents),
             affinity_payloads=affinities,
             fallback_from=fallback_from,
+            purchased=purchased,
+            hidden=hidden,
         )
 
-    async def _positions_to_items(self, pub: Publication, ranked: list[tuple[int, float]]) -> Items:
+    async def _positions_to_items(
+        self, pub: Publication, ranked: list[tuple[int, float]], also: Sequence[int] = ()
+    ) -> Items:
         """[item_id, score] pairs of a compact list: positions looked up in the item index,
         whose blocks this process reads once per publication (a round trip only for a block
-        it has not seen yet)."""
+        it has not seen yet); the blocks of the positions ``also`` are read in the same trip
+        (a purchased set: ``_ids_at``)."""
         blocks = self._index.get_or_make(pub.version, dict)
-        missing = sorted({p // INDEX_BLOCK for p, _ in ranked} - blocks.keys())
+        wanted = {p // INDEX_BLOCK for p, _ in ranked} | {p // INDEX_BLOCK for p in also}
+        missing = sorted(wanted - blocks.keys())
         if missing:
             async with self.client.pipeline(transaction=False) as pipe:
                 for block in missing:
@@ -264,6 +292,17 @@ class Reader:
         """Read the overlay's version (one GET): for requests that need no snapshot
         (similar items), whose warm path would otherwise not ask Redis at all."""
         self.observe_catalog(await self.client.get(self.layout.catalog_version))
+
+    def _ids_at(self, pub: Publication, positions: Sequence[int]) -> frozenset[str]:
+        """The item ids at ``positions`` of the index (blocks already read); a position past
+        the index is skipped (a set from another publication's index would be wrong anyway)."""
+        blocks = self._index.get_or_make(pub.version, dict)
+        out = set()
+        for p in positions:
+            block = blocks.get(p // INDEX_BLOCK)
+            if block is not None and p % INDEX_BLOCK < len(block):
+                out.add(block[p % INDEX_BLOCK])
+        return frozenset(out)
 
     def cached_popular(self) -> tuple[str, Items] | None:
         """(version, popular list) this process last read, if any."""

@@ -24,6 +24,9 @@ whole-document SET, pipelined (``transaction=False``), and each one can be repla
   with its marker is complete and is skipped whole.
 - A batch with nothing new (all retries, all invalid, empty) changes no document.
 
+Negative feedback (``MergeConfig.negative_types``: hide, dislike) goes into the subject's hidden
+set (``KeyLayout.hidden``, ``merge_hidden``) only: not into recent, affinity or trending.
+
 Per-subject keys get the subject's TTL (``TtlPolicy.for_subject``, refreshed by each write);
 seen and batch markers ``TtlPolicy.dedupe_seconds``.
 
@@ -44,7 +47,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recolake.onlinestore.codecs import encode_document
+from recolake.onlinestore.codecs import decode_hidden, encode_document, encode_hidden
 from recolake.onlinestore.keys import KeyLayout, event_token
 from recolake.onlinestore.ttl import TtlPolicy
 
@@ -104,6 +107,18 @@ def merge_recent(
         merged.append(entry)
     merged.sort(key=lambda e: (-(e.get("ts") or 0.0), str(e.get("event_id", ""))))
     return merged[:n]
+
+
+def merge_hidden(
+    previous: Sequence[tuple[str, float]], events: Iterable[Event], n: int
+) -> list[tuple[str, float]]:
+    """The subject's hidden items, newest first, at most ``n``: each item once, with the
+    time it was last hidden (merging the same events again changes nothing)."""
+    latest: dict[str, float] = {}
+    for item, ts in (*previous, *((e.item_id, e.ts) for e in events)):
+        if ts >= latest.get(item, float("-inf")):
+            latest[item] = ts
+    return sorted(latest.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def _top(scores: Mapping[str, float], n: int) -> dict[str, float]:
@@ -280,10 +295,15 @@ class MergeConfig:
     session_gap_seconds: float = 30 * 60.0
     trending_window_seconds: float = 3600.0
     trending_top_n: int = 100
+    #: Event types that hide their item from the subject (settings.negative_event_types).
+    negative_types: frozenset[str] = frozenset({"hide", "dislike"})
+    hidden_n: int = 500
 
     @classmethod
     def from_settings(cls, settings) -> MergeConfig:
         return cls(
+            negative_types=frozenset(settings.negative_event_types),
+            hidden_n=settings.hidden_max_items,
             recent_n=settings.recent_n,
             half_life_seconds=settings.affinity_half_life_hours * 3600,
             session_gap_seconds=settings.session_window_minutes * 60,
@@ -426,10 +446,19 @@ class StreamWriter:
         tokens = {i: event_token(i[0], i[1], self.key) for i in idents}
         subjects = sorted({s for i in idents for s in fanout[i]})
         doc_keys = [k for s in subjects for k in (layout.recent(s), layout.affinity(s))]
+        negative = merge.negative_types
+        hiders = sorted({s for i in idents if events[i].event_type in negative for s in fanout[i]})
         current = self._get_many(
-            [*(layout.stream_seen(tokens[i]) for i in idents), *doc_keys, layout.trending_state]
+            [
+                *(layout.stream_seen(tokens[i]) for i in idents),
+                *doc_keys,
+                *(layout.hidden(s) for s in hiders),
+                layout.trending_state,
+            ]
         )
-        seen_flags, docs = current[: len(idents)], current[len(idents) : -1]
+        seen_flags = current[: len(idents)]
+        docs = current[len(idents) : len(idents) + len(doc_keys)]
+        hidden_docs = dict(zip(hiders, current[len(idents) + len(doc_keys) : -1], strict=True))
         state_doc = _loads(current[-1]) if current else None
 
         fresh = [i for i, flag in zip(idents, seen_flags, strict=True) if flag in (None, tag)]
@@ -446,6 +475,14 @@ class StreamWriter:
             if not mine:
                 continue
             ttl = self.ttl.for_subject(subject)
+            hides = [e for e in mine if e.event_type in negative]
+            if hides:
+                old_hidden = decode_hidden(hidden_docs.get(subject))
+                merged = merge_hidden(old_hidden, hides, merge.hidden_n)
+                writes.append(_Write(layout.hidden(subject), encode_hidden(merged), ttl))
+                mine = [e for e in mine if e.event_type not in negative]
+                if not mine:
+                    continue
             recent_old = _loads(docs[2 * n]) or []
             recent = merge_recent(recent_old, mine, merge.recent_n)
             writes.append(_Write(layout.recent(subject), encode_document(recent), ttl))
@@ -469,7 +506,7 @@ class StreamWriter:
             else:
                 state = merge_trending(
                     state_doc,
-                    [events[i] for i in fresh],
+                    [events[i] for i in fresh if events[i].event_type not in negative],
                     now=now,
                     window_seconds=merge.trending_window_seconds,
                 )
