@@ -170,3 +170,146 @@ def test_similar_merges_kinds_drops_self_and_unavailable():
         ("sock", "co_view", "viewed together with Red shoe"),
         ("boot", "content", "similar to Red shoe"),
     ]
+
+
+# --- filters on every source, negative feedback ---------------------------------------------
+
+#: One candidate per source, each the only item of its list ("anchor" is the recent item).
+SOURCE_INPUTS = {
+    "als": lambda item: {"als": [(item, 1.0)]},
+    "co_view": lambda item: {"neighbours": {("co_view", "anchor"): [(item, 1.0)]}},
+    "bought_together": lambda item: {"neighbours": {("bought_together", "anchor"): [(item, 1.0)]}},
+    "content": lambda item: {"neighbours": {("content", "anchor"): [(item, 1.0)]}},
+    "trending": lambda item: {"trending": [(item, 1.0)]},
+    "popular": lambda item: {"popular": [(item, 1.0)]},
+}
+FILTER_CATALOG = {
+    **CATALOG,
+    "anchor": ItemInfo("Anchor", "hats", True),
+    "x": ItemInfo("X", "shoes", True),
+    "keep": ItemInfo("Keep", "shoes", True),
+}
+
+
+def _one_source(source: str, item: str, **extra) -> Inputs:
+    """``item`` and ``keep`` proposed by ``source`` alone; the visitor recently viewed
+    ``anchor`` (the neighbour lists' anchor) unless ``recent`` says otherwise."""
+    lists = SOURCE_INPUTS[source](item)
+    for name, value in SOURCE_INPUTS[source]("keep").items():  # keep: second of the list
+        if isinstance(value, dict):
+            lists[name] = {k: [*lists[name][k], *v] for k, v in value.items()}
+        else:
+            lists[name] = [*lists[name], *value]
+    recent = [RecentEvent("anchor", "view", 10.0), *extra.pop("recent", ())]
+    return Inputs(recent=recent, catalog=FILTER_CATALOG, **lists, **extra)
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_INPUTS))
+@pytest.mark.parametrize(
+    ("reason", "inputs_extra", "filters"),
+    [
+        ("hidden", {"hidden": frozenset({"x"})}, Filters()),
+        ("hidden", {"hidden": frozenset({"x"})}, Filters(exclude_purchased=False)),
+        ("purchased", {"purchased": frozenset({"x"})}, Filters()),
+        ("purchased", {"recent": [RecentEvent("x", "purchase", 5.0)]}, Filters()),
+        ("recent", {"recent": [RecentEvent("x", "view", 5.0)]}, Filters(exclude_recent=True)),
+        ("exclude", {}, Filters(exclude=frozenset({"x"}))),
+        ("category", {}, Filters(category="hats")),
+    ],
+)
+def test_each_filter_drops_from_each_source(source, reason, inputs_extra, filters):
+    inputs = _one_source(source, "x", **inputs_extra)
+    recs = blend(inputs, weights=W, filters=filters, k=10)
+    assert "x" not in ids(recs)
+    assert recs.filtered[reason] >= 1
+    if reason != "category":  # 'keep' is a shoe too
+        assert "keep" in ids(recs)
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_INPUTS))
+def test_unavailable_is_dropped_from_each_source(source):
+    recs = blend(_one_source(source, "gone"), weights=W, filters=NO_FILTERS, k=10)
+    assert "gone" not in ids(recs) and "keep" in ids(recs)
+    assert recs.filtered["unavailable"] == 1
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_INPUTS))
+def test_bought_items_come_back_when_exclude_purchased_is_off(source):
+    inputs = _one_source(
+        source,
+        "x",
+        purchased=frozenset({"x"}),
+        recent=[RecentEvent("keep", "purchase", 5.0)],
+    )
+    dropped = blend(inputs, weights=W, filters=Filters(), k=10)
+    assert not {"x", "keep"} & set(ids(dropped)) and dropped.filtered["purchased"] == 2
+    again = blend(inputs, weights=W, filters=Filters(exclude_purchased=False), k=10)
+    assert {"x", "keep"} <= set(ids(again)) and again.filtered["purchased"] == 0
+
+
+def test_recent_items_stay_unless_exclude_recent():
+    inputs = _one_source("popular", "x", recent=[RecentEvent("x", "add_to_cart", 5.0)])
+    assert "x" in ids(blend(inputs, weights=W, filters=NO_FILTERS, k=10))
+    recs = blend(inputs, weights=W, filters=Filters(exclude_recent=True), k=10)
+    assert ids(recs) == ["keep"] and recs.filtered["recent"] == 1
+
+
+def test_hidden_items_are_never_returned_nor_anchors():
+    inputs = Inputs(
+        als=[("shoe", 1.0), ("hat", 0.9)],
+        recent=[RecentEvent("boot", "view", 9.0), RecentEvent("shoe", "view", 8.0)],
+        neighbours={("co_view", "boot"): [("lace", 1.0)], ("co_view", "shoe"): [("sock", 1.0)]},
+        trending=[("shoe", 1.0)],
+        popular=[("shoe", 1.0), ("heel", 0.5)],
+        catalog=CATALOG,
+        hidden=frozenset({"shoe", "boot"}),
+    )
+    for filters in (NO_FILTERS, Filters(exclude_purchased=False), Filters(category="shoes")):
+        recs = blend(inputs, weights=W, filters=filters, k=50)
+        assert not {"shoe", "boot"} & set(ids(recs))
+    recs = blend(inputs, weights=W, filters=NO_FILTERS, k=50)
+    # a hidden item drives nothing: neither boot's nor shoe's neighbours are candidates
+    assert not {"lace", "sock"} & set(ids(recs))
+    assert ids(recs) == ["hat", "heel"]
+    assert recs.filtered["hidden"] == 1  # shoe: one candidate, however many sources
+    assert anchors(inputs.recent, 5, hidden=inputs.hidden) == []
+
+
+def test_remove_from_cart_and_negative_feedback_are_not_anchors():
+    recent = [
+        RecentEvent("boot", "remove_from_cart", 9.0),
+        RecentEvent("hat", "hide", 8.5),
+        RecentEvent("sock", "dislike", 8.2),
+        RecentEvent("boot", "add_to_cart", 8.0),  # older than its removal: boot is no anchor
+        RecentEvent("shoe", "view", 7.0),
+    ]
+    assert [a.item_id for a in anchors(recent, 5)] == ["shoe"]
+    # the types come from the caller (the API: Settings.non_anchor_event_types())
+    assert [a.item_id for a in anchors(recent, 5, not_anchor_types=())] == [
+        "boot",
+        "hat",
+        "sock",
+        "shoe",
+    ]
+    inputs = Inputs(
+        recent=recent,
+        neighbours={
+            ("co_view", "boot"): [("lace", 1.0)],
+            ("co_view", "shoe"): [("heel", 1.0)],
+        },
+        catalog=CATALOG,
+    )
+    recs = blend(inputs, weights=W, filters=NO_FILTERS, k=10)
+    assert [(r.item_id, r.reason) for r in recs] == [("heel", "because you viewed Red shoe")]
+    custom = blend(inputs, weights=W, filters=NO_FILTERS, k=10, not_anchor_types={"hide"})
+    assert "lace" in ids(custom)  # remove_from_cart anchors again when the caller says so
+
+
+def test_settings_derive_the_non_anchor_types():
+    from recolake.settings import Settings
+
+    settings = Settings(event_weights={"view": 1.0, "wishlist": 0.0, "purchase": 5.0})
+    assert settings.non_anchor_event_types() == {"wishlist", "hide", "dislike"}
+    assert settings.event_weights["hide"] == 0.0  # negative types are accepted event types
+    with pytest.raises(ValueError, match="negative_event_types must weigh 0"):
+        Settings(event_weights={"view": 1.0, "hide": 2.0})
