@@ -43,3 +43,25 @@ def test_a_truncated_value_is_an_error_not_a_shorter_list():
     payload = codecs.encode_ranked_positions([1, 2, 3], [3.0, 2.0, 1.0], 2)
     with pytest.raises(ValueError):
         codecs.decode_ranked_positions(payload[:-1])
+
+
+def test_purchased_positions_and_hidden_sets_round_trip():
+    from recolake.onlinestore.codecs import (
+        decode_hidden,
+        decode_positions,
+        encode_hidden,
+        encode_positions,
+    )
+
+    for width in (2, 3, 4):
+        payload = encode_positions([70_000 % (1 << (8 * width)), 5, 5, 0], width)
+        assert len(payload) == 1 + 3 * width  # one width byte, each item once
+        assert decode_positions(payload) == sorted({70_000 % (1 << (8 * width)), 5, 0})
+    assert decode_positions(None) == [] and decode_positions(b"") == []
+    with pytest.raises(ValueError, match="inconsistent"):
+        decode_positions(b"\x02\x01")
+    hidden = [("SKU/ü", 2.5), ("i1", 1.0)]
+    assert decode_hidden(encode_hidden(hidden)) == hidden
+    assert decode_hidden(None) == []
+    with pytest.raises(ValueError, match="malformed hidden"):
+        decode_hidden('[["i1"]]')

@@ -238,3 +238,52 @@ def test_the_stream_writer_imports_without_pyspark():
     """The Spark job calls it, but it is the online-store contract's: no pyspark inside."""
     code = "import sys, recolake.onlinestore.stream; assert 'pyspark' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def hide_rows(event_id: str, item: str, ts: float, user, session, kind: str = "hide"):
+    rows = rows_of(event_id, item, ts, user, session)
+    return [{**r, st.EVENT_TYPE: kind, st.WEIGHT: 0.0} for r in rows]
+
+
+@pytest.mark.redis
+def test_hide_and_dislike_go_to_the_subjects_hidden_sets_only(client):
+    w = writer(client)
+    w.write_batch("q", 0, BATCH0, NOW, CATEGORIES)
+    layout = KeyLayout("t")
+    before = {k: doc(client, k) for k in (layout.recent(ALICE), layout.affinity(ALICE))}
+    batch = [
+        *hide_rows("n1", "i1", NOW - 2, ALICE, SESS),
+        *hide_rows("n2", "i3", NOW - 1, ALICE, None, "dislike"),
+    ]
+    outcome = w.write_batch("q", 1, batch, NOW, CATEGORIES)
+    assert outcome.new_events == 2
+    # fanned out like any event: the user's and the session's set, newest first
+    assert [i for i, _ in doc(client, layout.hidden(ALICE))] == ["i3", "i1"]
+    assert [i for i, _ in doc(client, layout.hidden(SESS))] == ["i1"]
+    assert client.get(layout.hidden(BOB)) is None
+    # not in the recent list, the affinity or trending
+    after = {k: doc(client, k) for k in (layout.recent(ALICE), layout.affinity(ALICE))}
+    assert after == before
+    assert trending(client) == {"i1": 3.0, "i2": 1.0, "i3": 1.0}
+    # the subject's TTL
+    assert TTL.user_seconds - 5 < client.ttl(layout.hidden(ALICE)) <= TTL.user_seconds
+    assert TTL.session_seconds - 5 < client.ttl(layout.hidden(SESS)) <= TTL.session_seconds
+    # hiding again (a later event) keeps one entry per item, with the newest time
+    w.write_batch("q", 2, hide_rows("n3", "i1", NOW + 5, ALICE, None), NOW + 10, CATEGORIES)
+    assert doc(client, layout.hidden(ALICE)) == [["i1", NOW + 5], ["i3", NOW - 1]]
+    # a replay of a batch that crashed half-way changes nothing more
+    w2 = writer(client, kill_after_writes=0, crash=crash)
+    with pytest.raises(CrashError):
+        w2.write_batch("q", 3, hide_rows("n4", "i2", NOW + 6, ALICE, None), NOW + 10)
+    w.write_batch("q", 3, hide_rows("n4", "i2", NOW + 6, ALICE, None), NOW + 10)
+    w.write_batch("q", 4, hide_rows("n4", "i2", NOW + 6, ALICE, None), NOW + 10)  # a retry
+    assert [i for i, _ in doc(client, layout.hidden(ALICE))] == ["i2", "i1", "i3"]
+
+
+def test_merge_hidden_keeps_the_newest_n_items_once():
+    events = [st.Event(f"e{n}", f"i{n % 3}", "hide", float(n), None, 0.0) for n in range(6)]
+    assert st.merge_hidden([], events, 10) == [("i2", 5.0), ("i1", 4.0), ("i0", 3.0)]
+    assert st.merge_hidden([("old", 100.0)], events, 2) == [("old", 100.0), ("i2", 5.0)]
+    assert st.merge_hidden(st.merge_hidden([], events, 10), events, 10) == st.merge_hidden(
+        [], events, 10
+    )
