@@ -30,6 +30,10 @@ class RecommendedItem(BaseModel):
     reason: str = Field(
         default="", description='Human-readable why, e.g. "because you viewed <title>".'
     )
+    # only with ?fields= (online/services/fields.py), from the published catalog
+    title: str | None = Field(default=None, description="With `fields=title`.")
+    category: str | None = Field(default=None, description="With `fields=category`.")
+    available: bool | None = Field(default=None, description="With `fields=available`.")
 
 
 class Filtered(BaseModel):

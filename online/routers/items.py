@@ -19,6 +19,7 @@ from online.routers.params import (
     parse_exclude,
 )
 from online.schemas import SimilarItemsResponse
+from online.services.fields import Fields, add_fields, parse_fields
 from online.services.items import neighbours_of
 
 router = APIRouter(
@@ -41,12 +42,14 @@ async def similar_items(
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
+    fields: Fields = None,
 ) -> Response:
     """Content-similar and co-viewed items, merged (weights from settings)."""
+    wanted = parse_fields(fields)  # a 422 before anything is served
     body = await neighbours_of(
         reader, settings, item_id, "similar", k, parse_exclude(exclude), category
     )
-    return _json(body)
+    return _json(await add_fields(reader, settings, body, wanted))
 
 
 @router.get("/{item_id}/bought-together", response_model=SimilarItemsResponse)
@@ -57,9 +60,11 @@ async def bought_together(
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
+    fields: Fields = None,
 ) -> Response:
     """Items bought in the same baskets/sessions as this one."""
+    wanted = parse_fields(fields)  # a 422 before anything is served
     body = await neighbours_of(
         reader, settings, item_id, "bought_together", k, parse_exclude(exclude), category
     )
-    return _json(body)
+    return _json(await add_fields(reader, settings, body, wanted))

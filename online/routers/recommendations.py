@@ -26,6 +26,7 @@ from online.routers.params import (
     parse_exclude,
 )
 from online.schemas import RecommendationsResponse
+from online.services.fields import Fields, add_fields, parse_fields
 from online.services.recommend import RecommendQuery, recommend
 
 router = APIRouter(
@@ -65,11 +66,13 @@ async def user_recommendations(
     session_id: SessionId = None,
     exclude: Exclude = None,
     category: Category = None,
+    fields: Fields = None,
     exclude_purchased: ExcludePurchased = None,
     exclude_recent: ExcludeRecent = False,
 ) -> Response:
     """A known user's blend (published ALS list + their and, if given, the session's
     recent events + trending + popular)."""
+    wanted = parse_fields(fields)  # a 422 before anything is served
     query = RecommendQuery(
         user_id,
         session_id,
@@ -79,7 +82,8 @@ async def user_recommendations(
         exclude_purchased,
         exclude_recent,
     )
-    return _json(await recommend(reader, settings, query))
+    body = await recommend(reader, settings, query)
+    return _json(await add_fields(reader, settings, body, wanted))
 
 
 @router.get("/recommendations", response_model=RecommendationsResponse)
@@ -91,11 +95,13 @@ async def visitor_recommendations(
     k: K = 10,
     exclude: Exclude = None,
     category: Category = None,
+    fields: Fields = None,
     exclude_purchased: ExcludePurchased = None,
     exclude_recent: ExcludeRecent = False,
 ) -> Response:
     """An anonymous visitor's blend, by ``session_id`` (and optionally ``user_id``). With
     neither, the cold-start list every new visitor gets (trending, then popular)."""
+    wanted = parse_fields(fields)  # a 422 before anything is served
     query = RecommendQuery(
         user_id,
         session_id,
@@ -105,4 +111,5 @@ async def visitor_recommendations(
         exclude_purchased,
         exclude_recent,
     )
-    return _json(await recommend(reader, settings, query))
+    body = await recommend(reader, settings, query)
+    return _json(await add_fields(reader, settings, body, wanted))
