@@ -53,11 +53,15 @@ async def add_fields(
     return body
 
 
+_ONE = "(" + "|".join(ITEM_FIELDS) + ")"
+_FIELDS_PATTERN = rf"^ *{_ONE} *(, *{_ONE} *)*$"
+
 #: The query parameter (documented in OpenAPI on every route that takes it).
 Fields = Annotated[
     str | None,
     Query(
         max_length=200,
+        pattern=_FIELDS_PATTERN,
         description="Comma-separated catalog fields to add to every item, from the published "
         f"catalog: any of {', '.join(ITEM_FIELDS)} (e.g. `fields=title,category`).",
     ),
