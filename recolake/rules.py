@@ -43,7 +43,7 @@ PROMOTED = "promoted"
 DEFAULT_FACTOR = {"boost": 2.0, "bury": 0.5}
 MAX_BOOST = 100.0
 MAX_RULES = 200
-MAX_TARGETS = 500  # item ids + categories per rule
+MAX_TARGETS = 500  # item ids, and categories, per rule
 MAX_POSITION = 100  # the API's largest k
 MAX_ID_LENGTH = 256
 MAX_AUTHOR_LENGTH = 128
@@ -247,8 +247,8 @@ def _rule(doc: object, index: int, errors: list) -> Rule | None:
     categories = _ids(doc.get("categories"), (*where, "categories"), errors)
     if not items and not categories:
         errors.append((where, "needs 'items' and/or 'categories'"))
-    if len(items) + len(categories) > MAX_TARGETS:
-        errors.append((where, f"at most {MAX_TARGETS} items and categories per rule"))
+    if len(items) > MAX_TARGETS or len(categories) > MAX_TARGETS:
+        errors.append((where, f"at most {MAX_TARGETS} items and {MAX_TARGETS} categories"))
     factor = doc.get("factor")
     position = doc.get("position")
     if action == "pin":

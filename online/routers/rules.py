@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep, WriteAuth, _bearer
 from online.routers.params import NOT_FOUND, READ_ERRORS
@@ -15,33 +15,100 @@ from recolake import rules as R
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
 
-class RuleDoc(BaseModel):
-    """One rule (recolake/rules.py documents the semantics)."""
+Id = Annotated[str, StringConstraints(min_length=1, max_length=R.MAX_ID_LENGTH, pattern=r"\S")]
+Targets = Annotated[
+    list[Id], Field(max_length=R.MAX_TARGETS, json_schema_extra={"uniqueItems": True})
+]
 
+
+def _text(value: object) -> object:
+    """A date-time is a string (not a number of seconds, which pydantic would also accept)."""
+    if not isinstance(value, str):
+        raise ValueError("a date-time is an ISO 8601 string with a UTC offset")
+    return value
+
+
+When = Annotated[AwareDatetime, BeforeValidator(_text)]
+Scope = Literal["all", "recommendations", "similar", "bought_together"]
+#: boost/bury name at least one item or category (what a static schema can say of it)
+_SOME_TARGET = {
+    "anyOf": [
+        {"required": ["items"], "properties": {"items": {"minItems": 1}}},
+        {"required": ["categories"], "properties": {"categories": {"minItems": 1}}},
+    ]
+}
+
+
+class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(max_length=R.MAX_ID_LENGTH)
-    action: Literal["boost", "bury", "pin"]
-    items: list[str] = Field(default_factory=list, description="Item ids (a pin: in order).")
-    categories: list[str] = Field(default_factory=list, description="Categories (not pins).")
+    id: Id = Field(description="Unique within the document.")
+    start: When | None = Field(default=None, description="Applies from (inclusive).")
+    end: When | None = Field(default=None, description="Applies until (exclusive; after start).")
+    scope: Scope = Field(default="all", description="All lists, or one endpoint's.")
+
+
+class BoostRule(_Rule):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SOME_TARGET)
+
+    action: Literal["boost"]
+    items: Targets = Field(default_factory=list, description="Item ids.")
+    categories: Targets = Field(default_factory=list, description="Categories.")
     factor: float | None = Field(
-        default=None,
-        description=f"boost: (1, {R.MAX_BOOST:g}], default 2; bury: [0, 1), default 0.5; "
-        "multiplies the blended score.",
+        default=None, gt=1, le=R.MAX_BOOST, description="Multiplies the score (default 2)."
     )
-    position: int | None = Field(default=None, description="pin: 1-based position (default 1).")
-    start: str | None = Field(default=None, description="ISO 8601 with offset, inclusive.")
-    end: str | None = Field(default=None, description="ISO 8601 with offset, exclusive.")
-    scope: Literal["all", "recommendations", "similar", "bought_together"] = "all"
+
+
+class BuryRule(_Rule):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SOME_TARGET)
+
+    action: Literal["bury"]
+    items: Targets = Field(default_factory=list, description="Item ids.")
+    categories: Targets = Field(default_factory=list, description="Categories.")
+    factor: float | None = Field(
+        default=None, ge=0, lt=1, description="Multiplies the score (default 0.5)."
+    )
+
+
+class PinRule(_Rule):
+    action: Literal["pin"]
+    items: Annotated[list[Id], Field(min_length=1)] = Field(
+        max_length=R.MAX_TARGETS,
+        json_schema_extra={"uniqueItems": True},
+        description="Item ids, in order, from `position` on (if they pass the filters).",
+    )
+    position: int = Field(default=1, ge=1, le=R.MAX_POSITION, description="1-based.")
+
+
+RuleIn = Annotated[BoostRule | BuryRule | PinRule, Field(discriminator="action")]
 
 
 class RulesIn(BaseModel):
+    """A rules document (recolake/rules.py documents the semantics)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[RuleDoc] = Field(max_length=R.MAX_RULES)
-    author: str | None = Field(
-        default=None, description="Who writes (default: a fingerprint of the write token)."
-    )
+    rules: list[RuleIn] = Field(max_length=R.MAX_RULES, description="Ids unique.")
+    author: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=R.MAX_AUTHOR_LENGTH, pattern=r"\S")
+        ]
+        | None
+    ) = Field(default=None, description="Who writes (default: the token's fingerprint).")
+
+
+class RuleDoc(BaseModel):
+    """One stored rule, as written (only the fields it set)."""
+
+    id: str
+    action: Literal["boost", "bury", "pin"]
+    items: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    factor: float | None = None
+    position: int | None = None
+    start: str | None = None
+    end: str | None = None
+    scope: Scope = "all"
 
 
 class RulesResponse(BaseModel):
@@ -55,6 +122,7 @@ _WRITE_ERRORS = {
     **READ_ERRORS,
     401: {**READ_ERRORS[401], "description": "No bearer token was sent."},
     403: {**READ_ERRORS[403], "description": "Wrong token, or writes are disabled."},
+    400: {**READ_ERRORS[422], "description": "The body is not JSON."},
     422: {**READ_ERRORS[422], "description": "Not a valid rules document: every reason."},
 }
 

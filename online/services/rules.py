@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import weakref
 from datetime import UTC, datetime
 
@@ -43,12 +44,24 @@ def store_of(reader: Reader, settings: Settings) -> RulesStore:
     return store
 
 
+#: scope -> (when compiled: monotonic seconds, the document, its compiled rules or None)
+_compiled: dict[str, tuple[float, R.RulesDocument, R.ActiveRules | None]] = {}
+
+
 async def active_rules(reader: Reader, settings: Settings, scope: str) -> R.ActiveRules | None:
-    """The rules live now for a list of ``scope`` (None when there are none)."""
+    """The rules live now for a list of ``scope`` (None when there are none). Compiled once
+    per document and scope per second (a time window opens or closes within a second), not
+    per request: a document may name thousands of items."""
     doc = await guarded(store_of(reader, settings).current(), settings.api_redis_deadline_seconds)
     if not doc.rules:
         return None
-    return doc.active(scope, datetime.now(UTC)) or None
+    now = time.monotonic()
+    hit = _compiled.get(scope)
+    if hit is not None and hit[1] is doc and now - hit[0] < 1.0:
+        return hit[2]
+    active = doc.active(scope, datetime.now(UTC)) or None
+    _compiled[scope] = (now, doc, active)
+    return active
 
 
 async def get_rules(reader: Reader, settings: Settings, version: int | None) -> dict:

@@ -120,7 +120,7 @@ def test_rules_routes_document_every_status(tmp_path, redis_server, api_server_f
     api = api_server_factory(make_settings(tmp_path, redis_server.url, api_token=TOKEN))
     spec = httpx.get(f"{api.url}/openapi.json").json()["paths"]["/v1/rules"]
     assert set(spec["get"]["responses"]) == {"200", "401", "403", "404", "422", "503"}
-    assert set(spec["put"]["responses"]) == {"200", "401", "403", "422", "503"}
+    assert set(spec["put"]["responses"]) == {"200", "400", "401", "403", "422", "503"}
     error = {"$ref": "#/components/schemas/ErrorResponse"}
     for op in ("get", "put"):
         for code, answer in spec[op]["responses"].items():
