@@ -55,14 +55,15 @@ API="http://$HOST:$PORT"
 cat <<MSG
 
 recolake API on $API (docs: $API/docs); $STREAM_NOTE.
+Playground and dashboard: $API/ui/ (type the tokens below into the page: it keeps them for the tab only)
 Model comparison (every model on the same hold-out): var/reports/*/evaluation-report/index.html
 MLflow runs (tuning trials, evaluation, registry): .venv/bin/mlflow ui --backend-store-uri sqlite:///var/mlflow/mlflow.db
 API token for writes: $RECOLAKE_API_TOKEN
 Read token (every /v1 GET): ${RECOLAKE_API_READ_TOKEN:-none, reads are open}
 
 Try:
-  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5'            # a known customer (ALS + blend)
-  curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'  # an anonymous visitor: trending/popular
+  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5&fields=title,category'  # a known customer (ALS + blend)
+  curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'              # an anonymous visitor: trending/popular
 
 Post an event, then ask again: the viewed item shows in "recent" and its neighbours come in
 ("because you viewed ...", "bought together with ..."):
