@@ -254,8 +254,9 @@ def term_postings(rows: DataFrame, model: PipelineModel, *, per_term: int) -> Da
     """(term, idf, items array<struct<item_id, weight>>): each vocabulary word's idf and the
     ``per_term`` items with its largest weight in their unit TF-IDF vectors. What the API
     needs to score a new item against the catalog (recolake.onlinestore.catalog
-    .content_neighbours): the dot products through these lists are the exact cosines with
-    every item that made a list, in milliseconds, without the whole matrix."""
+    .content_neighbours): the dot products through these lists are the cosines with the items
+    they hold, in milliseconds, without the whole matrix (exact for an item every shared term
+    lists: always for terms of at most ``per_term`` items; a lower bound otherwise)."""
     spark = rows.sparkSession
     vocabulary, idf = model.stages[2].vocabulary, model.stages[3].idf.toArray()
     words = spark.createDataFrame(
