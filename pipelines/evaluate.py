@@ -21,6 +21,7 @@ and the same metrics, document and report to an MLflow run tagged ``step=evaluat
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -157,6 +158,28 @@ class Choices:
     def served_weights(self) -> Weights | None:
         return Weights.from_mapping(self.served["weights"]) if self.served else None
 
+    @property
+    def personal_weights(self) -> dict[str, float]:
+        """How the published per-user list fuses the models (ALS alone without a choice)."""
+        if self.served and self.served.get("personal"):
+            return dict(self.served["personal"]["weights"])
+        return dict(ALS_ONLY)
+
+
+#: The personal list of a version without a choice: ALS alone (as before it was fused).
+ALS_ONLY = {"als": 1.0}
+
+
+def personal_lists(
+    lists: dict[str, DataFrame], weights: dict[str, float], depth: int, settings: Settings
+) -> DataFrame:
+    """The per-user list the publication carries for the blend's ``als`` source: the
+    models' rank fusion (models.hybrid.fuse) with ``weights``, ``per_source`` deep, exactly
+    as pipelines/publish.py builds it for every user."""
+    need = BlendConfig.from_settings(settings, settings.eval_k).per_source
+    used = {m: w for m, w in weights.items() if w > 0 and m in lists}
+    return fuse({m: lists[m] for m in used}, used or ALS_ONLY, need, depth)
+
 
 def neighbour_lists(cf: DataFrame, content: DataFrame) -> DataFrame:
     """Every neighbour kind a publication carries: (kind, item_id, neighbour_id, score,
@@ -245,15 +268,25 @@ def choose_weights(
             },
         }
 
+        # The personal list (the blend's per-user source): the fusion of the personal models
+        # (settings.personal_models) chosen on this validation split, as publish fuses them.
+        personal_models = [m for m in settings.personal_models if m in lists]
+        personal_grid = weight_grid(personal_models, settings.hybrid_weight_step)
+        personal_ranked = ndcg_by_weights(
+            {m: lists[m] for m in personal_models}, split.truth, personal_grid, k, depth
+        )
+        personal_weights = personal_ranked[0][0]
+        personal = personal_lists(lists, personal_weights, depth, settings).cache()
+        cached.append(personal)
+
         users = sample_users(
             split.users, settings.served_tuning_max_users, settings.als_seed
         ).cache()
         cached.append(users)
-        als = served_als(split, als_params, depth, settings, lists.get("als", fitted.get("als")))
         state = state_at_cut(
             split,
             settings,
-            als=als,
+            als=personal,
             neighbours=neighbour_lists(cf, content),
             catalog=catalog,
             k=k,
@@ -269,6 +302,11 @@ def choose_weights(
             "validation_users": tuned.users,
             "grid_points": len(points),
             "top": [{"weights": w.as_dict(), "value": v} for w, v in tuned.ranked[:5]],
+            "personal": {
+                "weights": personal_weights,
+                "validation": personal_ranked[0][1],
+                "grid_points": len(personal_grid),
+            },
         }
         log.info(
             "served weights on %d validation users (%d grid points): %s %s=%.4f",
@@ -287,19 +325,24 @@ def choose_weights(
             validation_fit.unpersist()
 
 
-def champion_weights(client: MlflowClient, settings: Settings, version: str) -> Weights:
-    """The served weights tagged on a model version; the defaults when it has none (a
-    version registered before the blend's weights were chosen)."""
+def champion_weights(
+    client: MlflowClient, settings: Settings, version: str
+) -> tuple[Weights, dict[str, float]]:
+    """The served weights and the personal list's fusion weights tagged on a model version;
+    the defaults (and ALS alone) when it has none (a version registered before they were
+    chosen)."""
     mv = client.get_model_version(settings.registered_model_name, version)
-    payload = (mv.tags or {}).get(tracking.SERVED_WEIGHTS_TAG)
+    tags = mv.tags or {}
+    payload = tags.get(tracking.SERVED_WEIGHTS_TAG)
+    personal = json.loads(tags.get(tracking.PERSONAL_WEIGHTS_TAG) or "null") or dict(ALS_ONLY)
     if not payload:
         log.info(
             "v%s has no %s tag: its served blend uses the default weights",
             version,
             tracking.SERVED_WEIGHTS_TAG,
         )
-        return Weights()
-    return Weights.from_json(payload)
+        return Weights(), personal
+    return Weights.from_json(payload), personal
 
 
 def reusable(fit: ValidationFit | None, start, end, params: ALSParams, depth: int) -> bool:
@@ -412,9 +455,11 @@ def run(
     # The served blend on the test split: same users, same metrics as every other model.
     neighbours = neighbour_lists(cf, content)
     candidate_als = served_als(split, candidate.params, depth, settings, lists["als"])
-    state = state_at_cut(
-        split, settings, als=candidate_als, neighbours=neighbours, catalog=catalog, k=k
-    )
+    personal_weights = choices.personal_weights
+    personal = personal_lists(
+        {**lists, "als": candidate_als}, personal_weights, depth, settings
+    ).cache()
+    state = state_at_cut(split, settings, als=personal, neighbours=neighbours, catalog=catalog, k=k)
     lists[SERVED] = replay(state, served_weights).cache()
     if champion is not None and champion.params != candidate.params:
         champion_als = als_lists(split, champion.params, max(k, state.config.per_source)).cache()
@@ -426,10 +471,15 @@ def run(
         reused.append("champion_config_is_candidate")
     if champion is not None:
         # the same users' state at the same cut, with the champion's ALS lists
-        champion_state = replace(
-            state, als=rows_of_als(champion_als, state.users, catalog, state.config)
+        weights_of_champion, champion_personal = champion_weights(
+            client, settings, champion.version
         )
-        weights_of_champion = champion_weights(client, settings, champion.version)
+        champion_list = personal_lists(
+            {**lists, "als": champion_als}, champion_personal, depth, settings
+        )
+        champion_state = replace(
+            state, als=rows_of_als(champion_list, state.users, catalog, state.config)
+        )
         lists[CHAMPION_SERVED] = replay(champion_state, weights_of_champion).cache()
     metrics, profiles = measure(lists, split, k, catalog)
     champion_section = None
@@ -476,6 +526,7 @@ def run(
     )
     document = typed.to_dict()
     state.unpersist()
+    personal.unpersist()
     cf.unpersist()
     for df in lists.values():
         df.unpersist()
@@ -497,6 +548,12 @@ def run(
             tracking.SERVED_WEIGHTS_TAG,
             served_weights.to_json(),
         )
+        client.set_model_version_tag(
+            settings.registered_model_name,
+            candidate.version,
+            tracking.PERSONAL_WEIGHTS_TAG,
+            json.dumps(personal_weights, sort_keys=True),
+        )
 
     with mlflow.start_run(run_name=f"evaluate-{ds}") as run_info:
         mlflow.set_tags(
@@ -517,6 +574,7 @@ def run(
                 "served_tuning_max_users": settings.served_tuning_max_users,
                 **({f"hybrid.{m}": w for m, w in hybrid["weights"].items()} if hybrid else {}),
                 **({f"served.{m}": w for m, w in served_weights.as_dict().items()}),
+                **({f"personal.{m}": w for m, w in personal_weights.items()}),
             }
         )
         mlflow.log_metrics(

@@ -18,6 +18,7 @@ version (its registry tag ``tracking.SERVED_WEIGHTS_TAG``; the ranker's defaults
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -289,6 +290,53 @@ def served_weights(model_version) -> Weights | None:
         ) from exc
 
 
+def personal_weights_of(version) -> dict[str, float]:
+    """How the champion's evaluation chose to fuse the models into the per-user list
+    (``tracking.PERSONAL_WEIGHTS_TAG``); ALS alone for a version without the tag."""
+    payload = (version.tags or {}).get(tracking.PERSONAL_WEIGHTS_TAG)
+    weights = json.loads(payload) if payload else {"als": 1.0}
+    if not isinstance(weights, dict) or not any(float(w) > 0 for w in weights.values()):
+        raise ValueError(f"malformed {tracking.PERSONAL_WEIGHTS_TAG} tag: {payload!r}")
+    return {str(m): float(w) for m, w in weights.items()}
+
+
+def personal_lists(
+    spark: SparkSession,
+    settings: Settings,
+    model_ds: date,
+    *,
+    als: DataFrame,
+    strength: DataFrame,
+    weights: dict[str, float],
+) -> DataFrame:
+    """Every user's published list: the rank fusion (models.hybrid.fuse, depth
+    ``eval_depth``) of the models the evaluation weighted, exactly as pipelines/evaluate.py
+    fuses them for the served blend it measures: ALS, item-CF (neighbours of the user's
+    history, gold.item_cf_neighbours) and content (gold.item_content_neighbours), history
+    items excluded. Cost: users x history x neighbours, never users x items."""
+    from models.hybrid import fuse
+    from models.item_cf import merge_kinds, score_from_neighbours
+
+    depth = settings.eval_depth
+    used = {m: w for m, w in weights.items() if w > 0}
+    if set(used) == {"als"}:
+        return als.where(F.col(c.RANK) <= settings.top_k)
+    lists: dict[str, DataFrame] = {"als": als}
+    history = strength.select(c.USER_KEY, c.ITEM_ID, c.STRENGTH)
+    sources = {"item_cf": GOLD_ITEM_CF_NEIGHBOURS, "content": GOLD_ITEM_CONTENT_NEIGHBOURS}
+    for name, table in sources.items():
+        if name not in used or not table.exists(spark, settings):
+            continue
+        rows = table.read(spark, settings).where(F.col(c.DS) == F.lit(model_ds))
+        kinds = {k: rows.where(F.col(c.KIND) == k) for k in ("co_view", "bought_together")}
+        neighbours = merge_kinds(kinds) if name == "item_cf" else rows
+        lists[name] = score_from_neighbours(history, neighbours, depth)
+    unknown = set(used) - set(lists)
+    if unknown:
+        log.warning("publish: no lists for %s: fused without them", sorted(unknown))
+    return fuse(lists, {m: w for m, w in used.items() if m in lists}, settings.top_k, depth)
+
+
 def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     health = check_servable(spark, settings, ds)  # before anything is loaded or written
     client = tracking.configure(settings)
@@ -302,7 +350,16 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     indexes = Indexes.read(spark, settings, model_ds)
     strength = GOLD_USER_ITEM_STRENGTH.read(spark, settings).where(F.col(c.DS) == F.lit(model_ds))
     purchased = strength.where(F.col(c.PURCHASED))
-    recs = recommend(als_model, indexes, indexes.users, purchased, settings.top_k)
+    recs = personal_lists(
+        spark,
+        settings,
+        model_ds,
+        als=recommend(
+            als_model, indexes, indexes.users, purchased, max(settings.top_k, settings.eval_depth)
+        ),
+        strength=strength,
+        weights=personal_weights_of(champion),
+    )
     # Compact lists (codec 2): positions in the publication's item index, which is the
     # model's own dense item index (item_idx 0..n-1), so nothing else needs numbering.
     positioned = recs.join(indexes.items, c.ITEM_ID)

@@ -51,6 +51,15 @@ class GridPoint(_Strict):
     value: float
 
 
+class Personal(_Strict):
+    """The per-user list the publication carries (the blend's ``als`` source): the rank
+    fusion of settings.personal_models with these weights, chosen on validation."""
+
+    weights: dict[str, float]
+    validation: float
+    grid_points: int
+
+
 class Served(_Strict):
     """The request-time blend's weights, chosen on the validation split."""
 
@@ -59,6 +68,9 @@ class Served(_Strict):
     validation_users: int
     grid_points: int
     top: list[GridPoint] = Field(default_factory=list, description="best grid points first")
+    personal: Personal | None = Field(
+        default=None, description="how the published per-user list fuses the models"
+    )
 
 
 class ModelVersionRef(_Strict):

@@ -394,6 +394,11 @@ class Settings(BaseSettings):
     eval_depth: int = Field(
         default=50, ge=1, le=500, description="List depth each model gives the offline hybrid."
     )
+    personal_models: list[str] = Field(
+        default_factory=lambda: ["als", "item_cf", "content"],
+        description="Models fused (weights chosen on validation) into each user's published "
+        "list, the blend's personal source (popularity and trending are sources of their own).",
+    )
     hybrid_models: list[str] = Field(
         default_factory=lambda: ["als", "item_cf", "content", "popularity"],
         description="Models the offline hybrid fuses (weights chosen on validation).",

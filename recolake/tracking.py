@@ -40,3 +40,8 @@ STEP_TAG = "step"
 #: on validation for that version: `evaluate` sets it on the candidate, `publish` copies the
 #: champion's into the publication's metadata, the API ranks with it.
 SERVED_WEIGHTS_TAG = "served_weights"
+
+#: Model-version tag holding how the published per-user list fuses the models (JSON
+#: {model: weight}, models.hybrid.fuse over settings.personal_models), chosen on validation
+#: with the served weights: `evaluate` sets it on the candidate, `publish` fuses with it.
+PERSONAL_WEIGHTS_TAG = "personal_weights"

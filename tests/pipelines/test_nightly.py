@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import zlib
 from datetime import date
 
@@ -17,6 +18,7 @@ from pipelines import nightly
 from recolake import tracking
 from recolake.onlinestore import KeyLayout
 from recolake.privacy import pseudonymise
+from recolake.ranking import Weights
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
 
@@ -67,7 +69,7 @@ def test_nightly_end_to_end_and_rerun(
     assert counts.quarantine_reasons["unparseable_timestamp"] == 1
     assert counts.quarantine_reasons["cancellation"] > 0
     metrics = first.evaluation.metrics
-    assert set(metrics) == {*MODELS, "hybrid"}
+    assert set(metrics) == {*MODELS, "hybrid", "served"}
     assert 0 < metrics["als"]["ndcg@10"] <= 1
     assert first.item_cf.co_view > 0 and first.item_cf.bought_together > 0
     assert first.content_items > 0
@@ -110,8 +112,17 @@ def test_nightly_end_to_end_and_rerun(
     customer = customer_with_purchases(small_sample)
     body = httpx.get(f"{api.url}/v1/recommendations/{customer}", params={"k": 10}).json()
     assert len(body["items"]) == 10
-    assert body["items"][0]["source"] == "als"
     assert body["model_version"] == first.publish.model_version
+    # ... ranked with the weights the evaluation chose on validation (what `served` measured),
+    # carried by the model version's tags and the publication's metadata.
+    served = first.evaluation.document["served"]
+    assert body["weights_source"] == "publication"
+    layout = KeyLayout(settings.redis_namespace)
+    published = Weights.from_json(redis_client.hget(layout.meta(first.publish.version), "weights"))
+    assert published == Weights.from_mapping(served["weights"])
+    tags = client.get_model_version(settings.registered_model_name, champion.version).tags
+    assert Weights.from_json(tags[tracking.SERVED_WEIGHTS_TAG]) == published
+    assert json.loads(tags[tracking.PERSONAL_WEIGHTS_TAG]) == served["personal"]["weights"]
     user_key = pseudonymise(customer, TEST_KEY.encode())
     purchased = {
         r.item_id
