@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep, WriteAuth, _bearer
@@ -166,3 +166,13 @@ async def write_rules(
     # the semantics (factor ranges, windows, pins, unique ids) are checked by recolake.rules,
     # the one validator of files and bodies
     return await put_rules(reader, settings, doc, _bearer(request) or "")
+
+
+@router.api_route("", methods=["POST", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
+async def other_methods() -> None:
+    """405 that lists both methods of /v1/rules (Starlette's own lists only the first route's)."""
+    raise HTTPException(
+        status.HTTP_405_METHOD_NOT_ALLOWED,
+        detail="Method Not Allowed",
+        headers={"Allow": "GET, PUT"},
+    )

@@ -150,3 +150,5 @@ def test_cli_load_is_served_by_a_running_api(
     path.write_text('[[rules]]\nid = "promo"\naction = "lift"\n')
     with pytest.raises(SystemExit, match="action"):
         cli.main(["rules", "--load", str(path)])
+    other = httpx.post(f"{api.url}/v1/rules", json={})
+    assert other.status_code == 405 and other.headers["allow"] == "GET, PUT"
