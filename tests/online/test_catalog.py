@@ -55,13 +55,15 @@ def test_unavailable_item_leaves_every_source_from_the_next_request(
     published, api_server_factory, redis_client
 ):
     """i2 (alice's ALS list), boot (a co_view neighbour of shoe) and p2 (popular) are served,
-    then marked unavailable: the next answers, of an API process whose caches hold them as
-    available, never return them; the updates are in the event log before the 200."""
+    then marked unavailable through another API process: the next answers of this one, whose
+    caches hold them as available, never return them (it sees the overlay's version move in
+    its own pipeline); the updates are in the event log before the 200."""
     api = api_server_factory(published)
+    reads = api_server_factory(published)  # another process: only Redis tells it
     set_recent(redis_client, ALICE, ("shoe", "view"))
-    url = f"{api.url}/v1/recommendations/alice"
+    url = f"{reads.url}/v1/recommendations/alice"
     before = {i["item_id"] for i in httpx.get(url, params={"k": 20}).json()["items"]}
-    similar = f"{api.url}/v1/items/shoe/similar"
+    similar = f"{reads.url}/v1/items/shoe/similar"
     assert {"i2", "boot", "p2"} <= before
     assert "boot" in {i["item_id"] for i in httpx.get(similar).json()["items"]}
 
