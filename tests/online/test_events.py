@@ -570,7 +570,9 @@ def test_documented_event_types_are_the_apps_own(tmp_path, redis_server, api_ser
     server = api_server_factory(settings)
     doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["anyOf"][0]["properties"]["event_type"]["enum"] == ["click", "view"]
+    # the negative feedback types (settings.negative_event_types) are always accepted
+    types = ["click", "dislike", "hide", "view"]
+    assert body["schema"]["anyOf"][0]["properties"]["event_type"]["enum"] == types
     click = httpx.post(f"{server.url}/v1/events", json=event(event_type="click"), headers=AUTH)
     assert click.status_code == 202, click.text
 

@@ -130,6 +130,57 @@ def shop(spark, settings, available: list[bool | None], popular_ids: list[str]) 
     )
 
 
+def test_purchased_sets_published_as_positions_and_read_back(spark, tmp_path, redis_server):
+    """gold strength's purchases -> each user's purchased set (item-index positions, the
+    newest first up to purchased_max_items) -> Redis -> the API's Reader, in its snapshot."""
+    import asyncio
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from features.tables import GOLD_USER_ITEM_STRENGTH
+    from recolake.onlinestore import connect_async
+    from recolake.onlinestore.codecs import index_width
+    from recolake.onlinestore.reader import Reader
+
+    settings = make_settings(tmp_path, redis_url=redis_server.url, purchased_max_items=2)
+    t = [datetime(2024, 4, d) for d in (1, 2, 3, 4)]
+    rows = [
+        (DS, "u1", "a", 5.0, 1, t[0], True),
+        (DS, "u1", "b", 5.0, 1, t[2], True),
+        (DS, "u1", "c", 5.0, 1, t[3], True),  # u1's newest two: c, b
+        (DS, "u1", "d", 1.0, 1, t[3], False),  # viewed only
+        (DS, "u2", "x", 5.0, 1, t[1], True),  # not in the model's index: left out
+        (DS, "u3", "a", 1.0, 1, t[1], False),
+        (OLD, "u3", "b", 5.0, 1, t[0], True),  # another day
+    ]
+    GOLD_USER_ITEM_STRENGTH.overwrite(
+        spark.createDataFrame(rows, GOLD_USER_ITEM_STRENGTH.schema), settings
+    )
+    index = ["a", "b", "c", "d"]
+    items = spark.createDataFrame(list(enumerate(index)), "item_idx int, item_id string")
+    writer = BatchWriter.from_settings(settings, "vp")
+    blocks = writer.write_item_index(index)
+    width = index_width(len(index))
+    written = publish.write_purchased(
+        spark, settings, DS, OLD, SimpleNamespace(items=items), writer, width
+    )
+    assert written == 1  # u1 only: u2's item is unknown to the index, u3 bought nothing on DS
+    writer.go_live(popular=[], meta={}, grace_seconds=5, index_blocks=blocks, index_width=width)
+
+    async def read():
+        reader = Reader(connect_async(settings.redis_url), KeyLayout(settings.redis_namespace))
+        out = {u: (await reader.snapshot(u, [])).purchased for u in ("u1", "u2", "nobody")}
+        await reader.client.aclose()
+        return out
+
+    assert asyncio.run(read()) == {"u1": {"b", "c"}, "u2": frozenset(), "nobody": frozenset()}
+    # each day's sets are that day's purchases (write_purchased falls back to the model's)
+    fallback = publish.purchased_sets(
+        GOLD_USER_ITEM_STRENGTH.read(spark, settings).where("ds = '2024-04-30'"), items, 5
+    ).collect()
+    assert [(r["user_key"], r["positions"]) for r in fallback] == [("u3", [1])]
+
+
 def test_servability_counts_what_the_api_filter_removes(spark):
     catalog = spark.createDataFrame(
         [("a", True), ("b", False), ("c", None), ("d", False)], "item_id string, available boolean"
