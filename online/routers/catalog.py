@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from online.deps import EventLogDep, ReaderDep, SettingsDep, WriteAuth
 from online.routers.params import READ_ERRORS, ItemId
@@ -21,18 +21,27 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTE_VALUE = 256
 
 
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY)]
+AttributeValue = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_VALUE, strict=True)]
+
+
 class ItemIn(BaseModel):
     """An item's whole catalog entry: a PUT replaces what the item had (as the nightly's
     silver takes the latest row per item)."""
 
     model_config = {"extra": "forbid"}
 
-    title: str = Field(min_length=1, max_length=MAX_TEXT, strict=True)
-    category: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH, strict=True)
-    brand: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT, strict=True)
+    # ID_PATTERN: at least one non-whitespace character (the schema says what is checked)
+    title: str = Field(min_length=1, max_length=MAX_TEXT, pattern=ID_PATTERN, strict=True)
+    category: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, strict=True
+    )
+    brand: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TEXT, pattern=ID_PATTERN, strict=True
+    )
     price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
     available: bool = Field(default=True, strict=True)
-    attributes: dict[str, str] = Field(
+    attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
         max_length=MAX_ATTRIBUTES,
         description=f"Extra string attributes (at most {MAX_ATTRIBUTES}; keys up to "
@@ -41,20 +50,8 @@ class ItemIn(BaseModel):
 
     @field_validator("title", "category", "brand")
     @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
+    def _trimmed(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
-
-    @field_validator("attributes")
-    @classmethod
-    def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, text in value.items():
-            if not key or len(key) > MAX_ATTRIBUTE_KEY:
-                raise ValueError(f"attribute names are 1..{MAX_ATTRIBUTE_KEY} characters")
-            if len(text) > MAX_ATTRIBUTE_VALUE:
-                raise ValueError(f"attribute {key!r}: at most {MAX_ATTRIBUTE_VALUE} characters")
-        return value
 
 
 class ItemInBatch(ItemIn):
