@@ -205,7 +205,11 @@ def _time(value: object, loc: tuple, errors: list) -> datetime | None:
     if at.tzinfo is None or at.utcoffset() is None:
         errors.append((loc, f"needs a UTC offset (e.g. 2026-12-01T00:00:00Z): {value!r}"))
         return None
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        errors.append((loc, f"out of range: {value!r}"))
+        return None
 
 
 def _ids(value: object, loc: tuple, errors: list) -> list[str]:

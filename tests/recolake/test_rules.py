@@ -147,6 +147,10 @@ def test_pins_of_two_rules_do_not_take_the_same_position():
             "after start",
         ),
         ({"id": "x", "action": "boost", "items": ["a"], "colour": "red"}, "unknown keys"),
+        (
+            {"id": "x", "action": "boost", "items": ["a"], "end": "0001-01-01T00:00:00+01:00"},
+            "out of range",
+        ),
     ],
 )
 def test_invalid_rules_are_rejected_with_reasons(rule, where):
