@@ -36,7 +36,13 @@ from pyspark.sql import functions as F
 from features import columns as c
 from features import transforms
 from models.evaluation import EvalSplit
-from recolake.onlinestore.stream import Event, merge_affinity, merge_recent, trending_list
+from recolake.onlinestore.stream import (
+    Event,
+    merge_affinity,
+    merge_hidden,
+    merge_recent,
+    trending_list,
+)
 from recolake.ranking import Filters, Inputs, ItemInfo, RecentEvent, Weights, anchors, blend
 from recolake.rules import ActiveRules, RulesDocument
 from recolake.settings import Settings
@@ -51,7 +57,7 @@ CF_KINDS = ("co_view", "bought_together")
 
 # The per-user rows handed to the workers: one long frame, told apart by _PART.
 _PART = "_part"
-ALS, NBR, RECENT, TRUTH = "als", "nbr", "recent", "truth"
+ALS, NBR, RECENT, TRUTH, PURCHASED = "als", "nbr", "recent", "truth", "purchased"
 _ANCHOR, _TS, _WEIGHT, _IN_CATALOG = "_anchor", "_ts", "_weight", "_in_catalog"
 ROW_FIELDS = (
     (c.USER_KEY, "string"),
@@ -92,6 +98,14 @@ class BlendConfig:
     half_life_seconds: float
     session_gap_seconds: float
     max_per_category: int | None
+    #: event types that make no anchor (settings.non_anchor_event_types())
+    not_anchor_types: frozenset[str] = frozenset()
+    #: event types that hide an item from the subject (settings.negative_event_types)
+    negative_types: frozenset[str] = frozenset()
+    #: the API's default for exclude_purchased (settings.exclude_purchased_default)
+    exclude_purchased: bool = True
+    purchased_max_items: int = 1000
+    hidden_max_items: int = 500
 
     @classmethod
     def from_settings(cls, settings: Settings, k: int) -> BlendConfig:
@@ -104,6 +118,11 @@ class BlendConfig:
             half_life_seconds=settings.affinity_half_life_hours * 3600,
             session_gap_seconds=settings.session_window_minutes * 60,
             max_per_category=settings.max_per_category,
+            not_anchor_types=settings.non_anchor_event_types(),
+            negative_types=frozenset(settings.negative_event_types),
+            exclude_purchased=settings.exclude_purchased_default,
+            purchased_max_items=settings.purchased_max_items,
+            hidden_max_items=settings.hidden_max_items,
         )
 
 
@@ -202,11 +221,16 @@ def anchor_rows(recent: DataFrame, config: BlendConfig) -> DataFrame:
     that expired (its newest event older than the TTL at the cut) has none; a gap inside it
     is handled by the worker, which may then use fewer anchors than joined here."""
     in_list = recent.where(F.col("_n") <= config.recent_n)
-    first = in_list.groupBy(c.USER_KEY, c.ITEM_ID).agg(F.min("_n").alias("_p"))
+    first = in_list.groupBy(c.USER_KEY, c.ITEM_ID).agg(
+        F.min_by(c.EVENT_TYPE, "_n").alias("_type"), F.min("_n").alias("_p")
+    )
+    if config.not_anchor_types:  # an item last removed from the cart is no anchor
+        first = first.where(~F.col("_type").isin(sorted(config.not_anchor_types)))
     order = Window.partitionBy(c.USER_KEY).orderBy("_p")
+    # twice the anchors: the worker skips hidden items, which this join cannot tell
     return (
         first.withColumn("_a", F.row_number().over(order))
-        .where(F.col("_a") <= config.n_anchors)
+        .where(F.col("_a") <= 2 * config.n_anchors)
         .select(c.USER_KEY, F.col(c.ITEM_ID).alias(_ANCHOR))
     )
 
@@ -310,9 +334,10 @@ def state_at_cut(
     trending, popular, entries = shared or shared_lists(
         split.train_events, split.cutoff, settings, catalog
     )
+    purchased = purchased_rows(split, users, config)
     return ServedState(
         als=rows_of_als(als, users, catalog, config),
-        neighbours=_as_rows(_with_catalog(nbr, catalog), NBR),
+        neighbours=_as_rows(_with_catalog(nbr, catalog), NBR).unionByName(purchased),
         recent=_as_rows(_with_catalog(recent.drop("_n"), catalog), RECENT),
         users=users,
         cutoff=split.cutoff,
@@ -322,6 +347,24 @@ def state_at_cut(
         catalog=entries,
         cached=(recent,),
     )
+
+
+def purchased_rows(split: EvalSplit, users: DataFrame, config: BlendConfig) -> DataFrame:
+    """The publication's purchased set of each user as of the cut (pipelines/publish.py
+    ``purchased_sets``: items bought in the training part, the newest
+    ``purchased_max_items``), which the API drops from every source by default."""
+    strength = split.train_strength
+    if not {c.PURCHASED, c.LAST_EVENT_TIME} <= set(strength.columns):
+        return _as_rows(strength.limit(0).select(c.USER_KEY, c.ITEM_ID), PURCHASED)
+    order = Window.partitionBy(c.USER_KEY).orderBy(F.desc(c.LAST_EVENT_TIME), c.ITEM_ID)
+    bought = (
+        strength.where(F.col(c.PURCHASED))
+        .join(users, c.USER_KEY, "left_semi")
+        .withColumn("_n", F.row_number().over(order))
+        .where(F.col("_n") <= config.purchased_max_items)
+        .select(c.USER_KEY, c.ITEM_ID)
+    )
+    return _as_rows(bought, PURCHASED)
 
 
 def rows_of_als(
@@ -388,7 +431,10 @@ def inputs_of(
         )
         affinity = {str(k): float(v) for k, v in doc["categories"].items()}
 
-    used = {a.item_id for a in anchors(recent, config.n_anchors)}
+    negative = [e for e in events if e.event_type in config.negative_types]
+    hidden = frozenset(i for i, _ in merge_hidden([], negative, config.hidden_max_items))
+    purchased = frozenset(str(i) for i in rows.loc[part == PURCHASED, c.ITEM_ID])
+    used = {a.item_id for a in anchors(recent, config.n_anchors, config.not_anchor_types, hidden)}
     nbr_rows = rows[part == NBR].sort_values([c.KIND, _ANCHOR, c.RANK], kind="stable")
     neighbours: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for kind, anchor, item, score in zip(
@@ -404,6 +450,8 @@ def inputs_of(
         popular=list(popular[: config.per_source]),
         category_affinity=affinity,
         catalog=entries,
+        purchased=purchased,
+        hidden=hidden,
     )
 
 
@@ -464,9 +512,12 @@ def blend_user(
     return blend(
         inputs,
         weights=weights,
-        filters=Filters(max_per_category=config.max_per_category),
+        filters=Filters(
+            max_per_category=config.max_per_category, exclude_purchased=config.exclude_purchased
+        ),
         k=config.k,
         n_anchors=config.n_anchors,
+        not_anchor_types=config.not_anchor_types,
         rules=rules,
     )
 

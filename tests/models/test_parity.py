@@ -1,7 +1,8 @@
 """Serve what is measured: the offline replay (models/served.py, inside Spark) and the live API
 return the same items in the same order for the same users, given the same publication (lists,
-neighbours, catalog, popular, non-default weights) and the same recent events, which reach
-Redis through the streaming job's own writer. If either side drifts (a filter, a weight, how
+neighbours, catalog, popular, non-default weights) and the same recent events (views,
+carts, purchases, removals from the cart, hides), which reach Redis through the streaming
+job's own writer. If either side drifts (a filter, a weight, how
 recent/affinity are rebuilt, the candidate depth), this test fails."""
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def shop(seed: int = 11):
     events = []
     for u in users:
         for n in range(rng.randint(2, 9)):
-            kind = rng.choice(["view", "view", "view", "add_to_cart"])
+            kind = rng.choice(
+                ["view", "view", "view", "add_to_cart", "purchase", "remove_from_cart", "hide"]
+            )
             events.append((u, f"{u}-e{n}", rng.choice(items), kind, now - 600 + 30 * n))
     return catalog, lists, neighbours, popular, events, now
 
