@@ -39,7 +39,7 @@ class ItemIn(BaseModel):
     brand: str | None = Field(
         default=None, min_length=1, max_length=MAX_TEXT, pattern=ID_PATTERN, strict=True
     )
-    price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)
     available: bool = Field(default=True, strict=True)
     attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
@@ -77,6 +77,7 @@ class CatalogUpdateResponse(BaseModel):
 router = APIRouter(prefix="/v1/items", tags=["catalog"], dependencies=[WriteAuth])
 
 _ERRORS = {
+    400: {"model": ErrorResponse, "description": "The body or the path is not valid UTF-8 JSON."},
     **READ_ERRORS,
     401: {**READ_ERRORS[401], "description": "No bearer token was sent."},
     403: {**READ_ERRORS[403], "description": "Wrong token, or writes are disabled."},
