@@ -46,6 +46,8 @@ def api(redis_client, redis_server, tmp_path, api_server_factory):
 
 
 EVENTS_CONFIG = Path(__file__).with_name("schemathesis-events.toml")
+#: PUT /v1/rules: the two rules a static schema cannot say (end after start, unique ids)
+RULES_CONFIG = Path(__file__).with_name("schemathesis-rules.toml")
 
 
 def run_schemathesis(
@@ -84,7 +86,7 @@ def run_schemathesis(
 
 
 def test_every_read_operation_conforms_to_its_openapi_document(api, tmp_path):
-    done = run_schemathesis(api.url, tmp_path, "--exclude-path", "/v1/events")
+    done = run_schemathesis(api.url, tmp_path, "--exclude-path", "/v1/events", config=RULES_CONFIG)
     (tmp_path / "st.out").write_text(done.stdout)
     print(done.stdout[-12000:])
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
