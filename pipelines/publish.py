@@ -169,27 +169,6 @@ def write_catalog(spark: SparkSession, settings: Settings, ds: date, writer: Bat
     return written
 
 
-def write_content_terms(
-    spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
-) -> int:
-    """The content model's terms for ``ds`` (gold.item_content_terms) into the staged
-    version, so the API gives items PUT after it content neighbours; skipped (new items then
-    wait for the nightly) when the content job has not written them."""
-    if not GOLD_ITEM_CONTENT_TERMS.exists(spark, settings):
-        log.info("publish: no gold.item_content_terms: new items get no live neighbours")
-        return 0
-    rows = GOLD_ITEM_CONTENT_TERMS.read(spark, settings).where(F.col(c.DS) == F.lit(ds))
-
-    def write_partition(part):  # runs on executors
-        yield writer.write_content_terms(
-            (r[c.TERM], r[c.IDF], [(e[c.ITEM_ID], e[c.WEIGHT]) for e in r[c.ITEMS]]) for r in part
-        )
-
-    written = sum(rows.select(c.TERM, c.IDF, c.ITEMS).rdd.mapPartitions(write_partition).collect())
-    log.info("publish: %d content terms for ds=%s", written, ds)
-    return written
-
-
 def write_neighbours(
     spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
 ) -> dict[str, int]:
@@ -224,6 +203,27 @@ def write_neighbours(
     for kind in NEIGHBOUR_KINDS:
         if kind not in written:
             log.info("publish: no %s neighbours for ds=%s, kind skipped", kind, ds)
+    return written
+
+
+def write_content_terms(
+    spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter
+) -> int:
+    """The content model's terms for ``ds`` (gold.item_content_terms) into the staged
+    version, so the API gives items PUT after it content neighbours; skipped (new items then
+    wait for the nightly) when the content job has not written them."""
+    if not GOLD_ITEM_CONTENT_TERMS.exists(spark, settings):
+        log.info("publish: no gold.item_content_terms: new items get no live neighbours")
+        return 0
+    rows = GOLD_ITEM_CONTENT_TERMS.read(spark, settings).where(F.col(c.DS) == F.lit(ds))
+
+    def write_partition(part):  # runs on executors
+        yield writer.write_content_terms(
+            (r[c.TERM], r[c.IDF], [(e[c.ITEM_ID], e[c.WEIGHT]) for e in r[c.ITEMS]]) for r in part
+        )
+
+    written = sum(rows.select(c.TERM, c.IDF, c.ITEMS).rdd.mapPartitions(write_partition).collect())
+    log.info("publish: %d content terms for ds=%s", written, ds)
     return written
 
 

@@ -51,21 +51,21 @@ async def neighbours_of(
     )
     if not any(lists.values()) and catalog.get(item_id) is None:
         raise NotFoundError(f"item {item_id!r} is not in the published catalog")
-    ranked = similar(
     rules = await active_rules(reader, settings, label)  # cached ~1 s
     if rules is not None and rules.pins:  # pinned items' catalog entries (filters need them)
         catalog, _ = await guarded(
             reader.details(pub, [i for _, i in rules.pins], ()),
             settings.api_redis_deadline_seconds,
         )
+    ranked = similar(
         item_id,
         lists,
         weights=kinds,
         catalog=catalog,
         filters=filters_of(settings, exclude, category),
         k=k,
-    )
         rules=rules,
+    )
     body = {
         "recommendation_id": uuid.uuid4().hex,
         "experiment": None,  # item pages are not part of an experiment

@@ -189,9 +189,6 @@ class KeyLayout:
         token is a conflict (409)."""
         return f"{self.namespace}:idem:{token}"
 
-    @staticmethod
-    def bucket_of(user_key: str, buckets: int) -> int:
-        return zlib.crc32(user_key.encode("utf-8")) % buckets
     @property
     def rules(self) -> str:
         """Hash: the merchandising rules (onlinestore.rules.RulesStore): ``version`` (int),
@@ -199,3 +196,7 @@ class KeyLayout:
         ``history`` versions, for audit). One key, so a PUT is one atomic script (Cluster
         too). No TTL."""
         return f"{self.namespace}:rules"
+
+    @staticmethod
+    def bucket_of(user_key: str, buckets: int) -> int:
+        return zlib.crc32(user_key.encode("utf-8")) % buckets
