@@ -417,7 +417,10 @@ def inputs_of(
     als_rows = rows[part == ALS].sort_values(c.RANK, kind="stable")
     als = [(str(i), float(s)) for i, s in zip(als_rows[c.ITEM_ID], als_rows[c.SCORE], strict=True)]
 
-    events = _chain(rows[part == RECENT], cutoff, config.ttl_seconds, entries)
+    chain = _chain(rows[part == RECENT], cutoff, config.ttl_seconds, entries)
+    # the streaming job routes hides/dislikes to the hidden set only (never recent/affinity)
+    negative = [e for e in chain if e.event_type in config.negative_types]
+    events = [e for e in chain if e.event_type not in config.negative_types]
     recent_docs = merge_recent([], events, config.recent_n)
     recent = [RecentEvent(d["item_id"], d["event_type"] or "view", d["ts"]) for d in recent_docs]
     affinity: dict[str, float] = {}
@@ -431,7 +434,6 @@ def inputs_of(
         )
         affinity = {str(k): float(v) for k, v in doc["categories"].items()}
 
-    negative = [e for e in events if e.event_type in config.negative_types]
     hidden = frozenset(i for i, _ in merge_hidden([], negative, config.hidden_max_items))
     purchased = frozenset(str(i) for i in rows.loc[part == PURCHASED, c.ITEM_ID])
     used = {a.item_id for a in anchors(recent, config.n_anchors, config.not_anchor_types, hidden)}

@@ -75,8 +75,10 @@ ItemIds = Annotated[
     str,
     Query(
         min_length=1,
-        max_length=MAX_EXCLUDE * 260,
-        description=f"Comma-separated item ids (at most {MAX_EXCLUDE}).",
+        # bounded so the whole request line stays under the HTTP server's limit (uvicorn
+        # answers an oversized one itself, with an undocumented 400)
+        max_length=1200,
+        description=f"Comma-separated item ids (at most {MAX_EXCLUDE}, 1200 characters).",
     ),
 ]
 
