@@ -214,6 +214,23 @@ def _add(
                 cand[_BEST], cand[_SOURCE], cand[_ANCHOR] = contribution, source, anchor
 
 
+#: Scale of the fallback contributions: below any weighted source's (its smallest is
+#: weight / list length, far above this for any weight that counts).
+FALLBACK_SCALE = 1e-9
+
+
+def _backfill(
+    pool: dict[str, list], items: Sequence[tuple[str, float]], source: str, above: float
+) -> None:
+    """Items of ``items`` no source proposed, ranked after every proposed one, in order;
+    ``above`` 1 puts the whole list before a backfill with ``above`` 0."""
+    n = len(items)
+    for rank, entry in enumerate(items):
+        if entry[0] not in pool:
+            contribution = FALLBACK_SCALE * (above + 1 - rank / n)
+            pool[entry[0]] = [contribution, contribution, source, None]
+
+
 def _ranked(pool: dict[str, list]) -> list[tuple[str, list]]:
     """Best first. The key compares the candidate lists themselves (score, then best share,
     source, anchor: all in C, no Python call per item); exact ties keep insertion order."""
@@ -250,6 +267,11 @@ def blend(
             _add(pool, nbrs, kind, weight * decay, anchor.item_id)
     _add(pool, inputs.trending, "trending", weights.trending)
     _add(pool, inputs.popular, "popular", weights.popular)
+    # Never short while the fallbacks have items: a weight of 0 (the validation split may
+    # choose it: it only scores known users) means "not blended in", not "never shown", so
+    # popular, then trending, fill what the weighted sources leave, after all of them.
+    _backfill(pool, inputs.popular, "popular", above=1.0)
+    _backfill(pool, inputs.trending, "trending", above=0.0)
 
     affinity = inputs.category_affinity
     if weights.affinity > 0 and affinity:

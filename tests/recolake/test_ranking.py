@@ -313,3 +313,25 @@ def test_settings_derive_the_non_anchor_types():
     assert settings.event_weights["hide"] == 0.0  # negative types are accepted event types
     with pytest.raises(ValueError, match="negative_event_types must weigh 0"):
         Settings(event_weights={"view": 1.0, "hide": 2.0})
+
+
+def test_zero_weighted_fallbacks_still_fill_a_cold_visitors_list():
+    """Validation may weigh popular/trending 0 (it scores known users only); a visitor with
+    nothing else must still get k items: popular first, then trending, after every
+    weighted candidate."""
+    only_als = Weights(als=1.0, neighbours=0, content=0, trending=0, popular=0, affinity=0)
+    popular = [("p1", 9.0), ("p2", 8.0), ("p3", 7.0)]
+    trending = [("t1", 5.0), ("p2", 4.0)]
+    cold = blend(
+        Inputs(popular=popular, trending=trending), weights=only_als, filters=Filters(), k=4
+    )
+    assert [(r.item_id, r.source) for r in cold] == [
+        ("p1", "popular"),
+        ("p2", "popular"),
+        ("p3", "popular"),
+        ("t1", "trending"),
+    ]
+    known = blend(
+        Inputs(als=[("a1", 1.0)], popular=popular), weights=only_als, filters=Filters(), k=2
+    )
+    assert [r.item_id for r in known] == ["a1", "p1"]  # weighted first, fallback after
