@@ -56,13 +56,13 @@ def movielens_csvs(work: Path) -> tuple[list[str], str]:
             w.writerow([f"u{user}", f"m{item}", "purchase", stamp])
     with open(items, "w", newline="", encoding="utf-8") as out:
         w = csv.writer(out)
-        w.writerow(["item_id", "title", "category"])
+        w.writerow(["item_id", "title", "category", "price"])
         raw = (folder / "u.item").read_bytes().decode("latin-1")
         for line in raw.splitlines():
             fields = line.split("|")
             flags = fields[5:]
             genre = next((GENRES[i] for i, f in enumerate(flags) if f == "1"), "unknown")
-            w.writerow([f"m{fields[0]}", fields[1], genre])
+            w.writerow([f"m{fields[0]}", fields[1], genre, ""])  # no prices in MovieLens
     ds = datetime.fromtimestamp(last, UTC).date().isoformat()
     return ["--format", "generic", "--events", str(events), "--items", str(items)], ds
 

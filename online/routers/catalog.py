@@ -108,7 +108,14 @@ def _update(item_id: str, item: ItemIn) -> ItemUpdate:
 @router.put(
     "/{item_id}",
     response_model=CatalogUpdateResponse,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        404: {
+            "model": ErrorResponse,
+            "description": "No such route: an id no path segment can carry (a '/', a line "
+            "break, even percent-encoded) is never matched; send it with PUT /v1/items.",
+        },
+    },
     summary="Create or replace one item's catalog entry",
 )
 async def put_item(

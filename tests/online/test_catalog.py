@@ -184,3 +184,20 @@ def test_a_new_item_has_content_neighbours_right_after_its_put(
     recs = httpx.get(f"{api.url}/v1/recommendations", params={"session_id": visitor}).json()
     reasons = {i["item_id"]: i["reason"] for i in recs["items"] if i["source"] == "content"}
     assert reasons.get("boot") == "because you viewed Red boot"
+
+
+def test_an_item_id_with_a_slash_goes_through_the_batch_form(published, api_server_factory):
+    """Shop ids hold slashes (SKU-00042/b): no path segment carries one (a documented 404,
+    which schemathesis checks), the batch form takes it."""
+    api = api_server_factory(published)
+    by_path = httpx.put(
+        f"{api.url}/v1/items/SKU-00042%2Fb", json={"title": "Slashed sock"}, headers=AUTH
+    )
+    assert by_path.status_code == 404
+    done = httpx.put(
+        f"{api.url}/v1/items",
+        json=[{"item_id": "SKU-00042/b", "title": "Slashed sock"}],
+        headers=AUTH,
+    )
+    assert done.status_code == 200, done.text
+    assert [i["item_id"] for i in logged_items(published)][-1:] == ["SKU-00042/b"]
