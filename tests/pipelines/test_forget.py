@@ -86,8 +86,10 @@ def holds(row, user_id: str, user_key: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_forgotten_user_is_gone_everywhere_and_stays_gone(
-    spark, tmp_path, redis_server, api_server_factory
+    spark, tmp_path, redis_server, redis_client, api_server_factory
 ):
+    """(``redis_client`` empties the session's Redis first: other tests' publications would
+    count as publications looked at.)"""
     events_csv, items_csv, users, _ = write_shop(tmp_path, users=24, items=40, seed=7)
     settings = make_settings(
         tmp_path,
