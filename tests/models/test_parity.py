@@ -60,7 +60,11 @@ def shop(seed: int = 11):
     return catalog, lists, neighbours, popular, events, now
 
 
-def test_offline_replay_equals_the_live_api(spark, tmp_path, redis_server, api_server_factory):
+def test_offline_replay_equals_the_live_api(
+    spark, tmp_path, redis_server, redis_client, api_server_factory
+):
+    """(``redis_client`` empties the session's Redis first: rules, catalog overlays or
+    trending left by other tests would reach the API's answers but not the replay.)"""
     settings = make_settings(tmp_path, redis_url=redis_server.url)
     catalog, lists, neighbours, popular, events, now = shop()
     layout = KeyLayout(settings.redis_namespace)
