@@ -210,7 +210,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
     from recolake.spark import build_session
 
     root = tmp_path_factory.mktemp("spark")
-    session = build_session(make_settings(root), app_name="recolake-tests")
+    # One session serves the whole suite (hundreds of jobs, cached frames of every test):
+    # 4g ran out of heap late in a full run; the machine has 24 GiB.
+    session = build_session(
+        make_settings(root, spark_driver_memory="8g"), app_name="recolake-tests"
+    )
     yield session
     session.stop()
 
