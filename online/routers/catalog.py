@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 from online.deps import EventLogDep, ReaderDep, SettingsDep, WriteAuth
 from online.routers.params import READ_ERRORS, ItemId
 from online.schemas import ErrorResponse
-from online.services.catalog import ItemUpdate, update_items
+from online.services.catalog import update_items
+from recolake.onlinestore.catalog import CatalogEntry
 from recolake.validation import ID_PATTERN, MAX_ID_LENGTH, MAX_PRICE
 
 #: Bounds of one item's entry (it is cached per API process and copied to the lake).
@@ -93,8 +94,8 @@ _ERRORS = {
 }
 
 
-def _update(item_id: str, item: ItemIn) -> ItemUpdate:
-    return ItemUpdate(
+def _update(item_id: str, item: ItemIn) -> CatalogEntry:
+    return CatalogEntry(
         item_id=item_id,
         title=item.title,
         category=item.category,

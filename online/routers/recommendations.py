@@ -28,6 +28,8 @@ from online.routers.params import (
 from online.schemas import RecommendationsResponse
 from online.services.fields import Fields, add_fields, parse_fields
 from online.services.recommend import RecommendQuery, recommend
+from recolake.onlinestore.reader import Reader
+from recolake.settings import Settings
 
 router = APIRouter(
     prefix="/v1",
@@ -57,6 +59,15 @@ def _json(body: dict) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
+async def _serve(
+    reader: Reader, settings: Settings, query: RecommendQuery, fields: str | None
+) -> Response:
+    """What both routes do: the blend, then the requested item fields."""
+    wanted = parse_fields(fields)  # a 422 before anything is served
+    body = await recommend(reader, settings, query)
+    return _json(await add_fields(reader, settings, body, wanted))
+
+
 @router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
 async def user_recommendations(
     user_id: UserId,
@@ -72,18 +83,20 @@ async def user_recommendations(
 ) -> Response:
     """A known user's blend (published ALS list + their and, if given, the session's
     recent events + trending + popular)."""
-    wanted = parse_fields(fields)  # a 422 before anything is served
-    query = RecommendQuery(
-        user_id,
-        session_id,
-        k,
-        parse_exclude(exclude),
-        category,
-        exclude_purchased,
-        exclude_recent,
+    return await _serve(
+        reader,
+        settings,
+        RecommendQuery(
+            user_id,
+            session_id,
+            k,
+            parse_exclude(exclude),
+            category,
+            exclude_purchased,
+            exclude_recent,
+        ),
+        fields,
     )
-    body = await recommend(reader, settings, query)
-    return _json(await add_fields(reader, settings, body, wanted))
 
 
 @router.get("/recommendations", response_model=RecommendationsResponse)
@@ -101,15 +114,17 @@ async def visitor_recommendations(
 ) -> Response:
     """An anonymous visitor's blend, by ``session_id`` (and optionally ``user_id``). With
     neither, the cold-start list every new visitor gets (trending, then popular)."""
-    wanted = parse_fields(fields)  # a 422 before anything is served
-    query = RecommendQuery(
-        user_id,
-        session_id,
-        k,
-        parse_exclude(exclude),
-        category,
-        exclude_purchased,
-        exclude_recent,
+    return await _serve(
+        reader,
+        settings,
+        RecommendQuery(
+            user_id,
+            session_id,
+            k,
+            parse_exclude(exclude),
+            category,
+            exclude_purchased,
+            exclude_recent,
+        ),
+        fields,
     )
-    body = await recommend(reader, settings, query)
-    return _json(await add_fields(reader, settings, body, wanted))

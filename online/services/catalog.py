@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from online.services import UnavailableError
@@ -36,38 +36,14 @@ from recolake.validation import format_timestamp
 log = logging.getLogger("recolake.catalog")
 
 
-@dataclass(frozen=True)
-class ItemUpdate:
-    """One item's new catalog entry (the router validated sizes and types)."""
-
-    item_id: str
-    title: str
-    category: str | None = None
-    brand: str | None = None
-    price: float | None = None
-    available: bool = True
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
 async def update_items(
-    reader: Reader, settings: Settings, event_log: EventLog, updates: Sequence[ItemUpdate]
+    reader: Reader, settings: Settings, event_log: EventLog, updates: Sequence[CatalogEntry]
 ) -> dict:
-    """Apply ``updates`` (the last one wins for a repeated id); the response document."""
+    """Apply ``updates`` (the router validated sizes and types; the last one wins for a
+    repeated id), stamped with this process's clock; the response document."""
     now = format_timestamp(datetime.now(UTC))
     latest = {u.item_id: u for u in updates}  # a batch naming an item twice: the last wins
-    entries = [
-        CatalogEntry(
-            item_id=u.item_id,
-            title=u.title,
-            category=u.category,
-            brand=u.brand,
-            price=u.price,
-            available=u.available,
-            attributes=dict(u.attributes),
-            updated_at=now,
-        )
-        for u in latest.values()
-    ]
+    entries = [replace(u, attributes=dict(u.attributes), updated_at=now) for u in latest.values()]
     records = [
         item_record(
             e.item_id,
