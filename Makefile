@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 JARS_STAMP := jars/.resolved-stamp
+# Set-up steps print one line each; their output goes to .recolake/setup.log.
+QUIETLY := scripts/quietly.sh
 
 .PHONY: help install jars kafka-jars redis chromium deps demo test test-unit lint airflow-venv dist clean
 
@@ -15,47 +17,45 @@ help:
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml requirements.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kafka]'
-	touch $@
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(QUIETLY) "python packages (.venv)" bash -c \
+	  "$(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -c requirements.lock -e '.[dev,kafka]'"
+	@touch $@
 
 install: $(STAMP)
 
 # JVM jars (Delta, Kafka connector) from Maven Central into ./jars, per pom.xml.
 $(JARS_STAMP): pom.xml
-	mvn -q -B dependency:copy-dependencies
-	touch $@
+	@$(QUIETLY) "JVM jars (Maven, pom.xml)" mvn -q -B dependency:copy-dependencies
+	@touch $@
 
 jars: $(JARS_STAMP)
 
 # A real Kafka broker (KRaft) for tests/kafka, into ./jars-kafka: never on Spark's classpath.
 KAFKA_JARS_STAMP := jars-kafka/.resolved-stamp
 $(KAFKA_JARS_STAMP): scripts/kafka/pom.xml
-	mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies
-	touch $@
+	@$(QUIETLY) "Kafka broker jars (Maven)" mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies
+	@touch $@
 
 kafka-jars: $(KAFKA_JARS_STAMP)
 
 # A Redis server from Debian's package when none is on PATH; OpenBLAS speeds up ALS.
 redis:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
-	@ldconfig -p | grep -q libopenblas || { \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread liblapack3 \
-	  || echo "OpenBLAS not installed: ALS falls back to Java BLAS"; }
+	@command -v redis-server >/dev/null || $(QUIETLY) "redis-server (Debian package)" bash -c \
+	  "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server"
+	@ldconfig -p | grep -q libopenblas || $(QUIETLY) "OpenBLAS (Debian package)" bash -c \
+	  "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread liblapack3" \
+	  || echo "OpenBLAS not installed: ALS falls back to Java BLAS"
 
 # Debian's Chromium for tests/browser (Playwright drives it: never `playwright install`).
 chromium:
-	@command -v chromium >/dev/null || { \
-	  echo "installing chromium (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null || $(QUIETLY) "chromium (Debian package)" bash -c \
+	  "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"
 
 deps: install jars redis
 
 demo: deps
-	scripts/demo.sh
+	@scripts/demo.sh
 
 test: deps airflow-venv dist kafka-jars chromium
 	$(BIN)/ruff check .
@@ -69,10 +69,10 @@ test-unit: install
 # Airflow 3 in its own venv (it cannot share one with full pyspark: ../shared/README.md).
 AIRFLOW_VENV := .venv-airflow
 $(AIRFLOW_VENV)/.installed-stamp: requirements-airflow.lock
-	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
-	$(AIRFLOW_VENV)/bin/pip install -q -r requirements-airflow.lock
-	touch $@
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	@$(QUIETLY) "Airflow (.venv-airflow)" bash -c \
+	  "$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip && $(AIRFLOW_VENV)/bin/pip install -q -r requirements-airflow.lock"
+	@touch $@
 
 airflow-venv: $(AIRFLOW_VENV)/.installed-stamp
 

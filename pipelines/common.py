@@ -9,6 +9,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
+from recolake import logs
 from recolake.settings import Settings, get_settings
 from recolake.spark import build_session
 
@@ -41,12 +42,24 @@ def session_and_settings(
     return spark or build_session(settings, app_name), settings
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+def configure_logging(verbose: bool = False) -> None:
+    """Quiet by default (one printed line per step); ``verbose``: INFO logs, Spark's WARNs."""
+    logs.configure(verbose)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log every detail (recolake and library INFO lines, all of Spark's warnings)",
     )
+    return parser
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    configure_logging()
-    return parser.parse_args(argv)
+    """The job's arguments (and ``--verbose``, which every job takes); logging set from it."""
+    if not any("--verbose" in a.option_strings for a in parser._actions):
+        add_verbose(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    return args

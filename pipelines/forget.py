@@ -38,7 +38,7 @@ from pyspark.sql import SparkSession
 from features import columns as c
 from features.erasure import erased_rows
 from features.tables import ALL_TABLES, ERASURE_LEDGER, LakeTable
-from pipelines.common import configure_logging, parse_ds, session_and_settings
+from pipelines.common import parse, parse_ds, session_and_settings
 from recolake.erasure import ErasureRequests
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect
 from recolake.onlinestore.erasure import forget_user
@@ -217,8 +217,7 @@ def main(
     who.add_argument("--user", action="append", help="raw user id to erase (repeatable)")
     who.add_argument("--pending", action="store_true", help="the API's erasure requests")
     parser.add_argument("--ds", type=parse_ds, help="the run's logical date (Airflow passes it)")
-    args = parser.parse_args(argv)
-    configure_logging()
+    args = parse(parser, argv)
     if (
         args.pending
         and not ErasureRequests((settings or get_settings()).erasure_requests_dir).pending()

@@ -30,7 +30,7 @@ from pipelines import (
     train,
 )
 from pipelines.common import job_parser, parse, session_and_settings
-from recolake import tracking
+from recolake import logs, tracking
 from recolake.settings import PROJECT_ROOT, Settings
 from recolake.timing import StepTimer
 
@@ -68,6 +68,39 @@ class NightlyResult:
     step_seconds: dict[str, float]  # wall time of every step, in order
     timing_run_id: str  # the MLflow run (tag step=nightly) holding step_seconds.<step>
     step_report: str = ""
+
+    def summary(self) -> str:
+        """What the nightly did, in a screenful (the step lines printed as it went come
+        before it): rows, every model on the hold-out in three metrics against popularity,
+        the gate, the publication. ``--verbose`` prints ``report()`` instead."""
+        doc = self.evaluation.document
+        k = doc["k"]
+        columns = [f"ndcg@{k}", f"recall@{k}", f"hit_rate@{k}"]
+        models = self.evaluation.metrics
+        width = max([len(m) for m in models] + [5])
+        lines = [
+            f"rows: input={self.silver.input} silver={self.silver.silver} "
+            f"quarantined={self.silver.quarantined} duplicates={self.silver.duplicates}",
+            f"models on the hold-out ({self.evaluation.evaluated_users} users):",
+            f"  {'model':<{width}}  " + "  ".join(f"{col:>11}" for col in columns),
+        ]
+        for name, values in models.items():
+            cells = "  ".join(f"{values.get(col, float('nan')):>11.4f}" for col in columns)
+            lines.append(f"  {name:<{width}}  {cells}")
+        served, popular = models.get("served", {}), models.get("popularity", {})
+        if served.get(columns[0]) is not None and popular.get(columns[0]):
+            ratio = served[columns[0]] / popular[columns[0]]
+            lines.append(f"served blend: {ratio:.2f}x popularity on {columns[0]}")
+        lines += [
+            f"ALS v{self.train.model_version}: {self.train.params.as_dict()} "
+            f"({len(self.train.trials)} tuning trials in MLflow)",
+            f"promotion: {self.promotion.reason}",
+            f"published {self.publish.version}: model v{self.publish.model_version}, "
+            f"{self.publish.users} users, {self.publish.popular} popular items",
+            f"report: {self.evaluation.report}",
+            f"nightly {doc['ds']}: {self.seconds:.1f} s",
+        ]
+        return "\n".join(lines)
 
     def report(self) -> str:
         return "\n".join(
@@ -161,7 +194,10 @@ def main(
         timing_run,
         timer.report(),
     )
-    print(f"nightly {args.ds}\n{result.report()}", flush=True)
+    if logs.is_verbose():
+        print(f"nightly {args.ds}\n{result.report()}", flush=True)
+    else:
+        print(result.summary(), flush=True)
     return result
 
 

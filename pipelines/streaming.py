@@ -60,7 +60,7 @@ from features.tables import (
     LakeTable,
 )
 from features.transforms import SilverSplit, parse_timestamp, valid_events
-from pipelines.common import configure_logging, session_and_settings
+from pipelines.common import parse, session_and_settings
 from recolake.onlinestore import KeyLayout, RedisTimeouts, connect
 from recolake.onlinestore.stream import TS, StreamProgress, StreamWriter, write_progress
 from recolake.settings import Settings
@@ -324,8 +324,7 @@ def main(
         action="store_true",
         help="process everything in the event log, then stop (backfill, tests)",
     )
-    configure_logging()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     spark, settings = session_and_settings("recolake-streaming", spark, settings)
     queries = start(spark, settings, available_now=args.available_now)
     log.info(

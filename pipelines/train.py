@@ -31,6 +31,7 @@ from models.evaluation import EvalSplit, RankingEvaluation, prepare_split
 from models.offline import als_lists
 from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
+from recolake.progress import Progress
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.train")
@@ -132,8 +133,13 @@ def tune(
     # Trials run two at a time: a fit on small data is mostly short stages and driver work,
     # so a second fit fills the cores the first leaves idle. Logged in grid order after.
     workers = min(len(grid), max(1, events.sparkSession.sparkContext.defaultParallelism))
-    with ThreadPoolExecutor(workers, thread_name_prefix="als-trial") as pool:
-        fitted = pool.map(inheritable_thread_target(fit_and_measure), grid)
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="als-trial") as pool,
+        Progress("tuning ALS", total=len(grid)) as bar,
+    ):
+        # The session form carries the job group (the step's Spark job count) and tags over.
+        in_thread = inheritable_thread_target(events.sparkSession)(fit_and_measure)
+        fitted = pool.map(in_thread, grid)
         trials: list[Trial] = []
         best: tuple[float, DataFrame] | None = None
         for params, (recs, metrics) in zip(grid, fitted, strict=True):
@@ -148,6 +154,7 @@ def tune(
                 )
                 trials.append(Trial(params, metrics, child.info.run_id))
             log.info("trial %s: %s=%.4f", params.as_dict(), key, metrics[key])
+            bar.advance(note=f"{key}={metrics[key]:.4f}")
             # Keep the best so far (the first on ties, as the stable sort below chooses).
             if keep_fit and (best is None or metrics[key] > best[0]):
                 if best is not None:

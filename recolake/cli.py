@@ -79,15 +79,14 @@ def republish(argv: Sequence[str]) -> None:
     503 "nothing published" and /healthz 503 until a publication is live): the champion
     model with the lake's last built date, unless ``--ds`` names another."""
     from pipelines import publish
-    from pipelines.common import configure_logging, parse_ds, session_and_settings
+    from pipelines.common import parse, parse_ds, session_and_settings
 
     parser = argparse.ArgumentParser(
         prog="recolake republish",
         description="Publish the champion again (default: the last date the nightly built).",
     )
     parser.add_argument("--ds", type=parse_ds, default=None, help="YYYY-MM-DD (default: latest)")
-    args = parser.parse_args(argv)
-    configure_logging()
+    args = parse(parser, argv)
     spark, settings = session_and_settings("recolake-republish", None, None)
     ds = args.ds or latest_built_ds(spark, settings)
     if ds is None:

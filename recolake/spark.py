@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
+from recolake import logs
 from recolake.settings import Settings
 
 
@@ -45,6 +46,10 @@ def build_session(settings: Settings, app_name: str = "recolake") -> SparkSessio
         # Python workers (numpy in mapInPandas) and executors: one BLAS thread per task.
         .config(f"spark.executorEnv.{_BLAS_THREADS}", "1")
     )
+    if not _launched_by_spark_submit() and (java_options := logs.driver_java_options()):
+        # The JVM this process starts logs quietly (recolake/log4j2.properties); its
+        # setLogLevel("WARN") below sets the root logger only, so those filters hold.
+        builder = builder.config("spark.driver.extraJavaOptions", java_options)
     if not _jars_already_given():
         builder = builder.config("spark.jars", ",".join(jar_paths(settings)))
     if settings.spark_master and not _master_already_given():

@@ -54,29 +54,15 @@ PORT="${RECOLAKE_API_PORT:-8000}"
 API="http://$HOST:$PORT"
 cat <<MSG
 
-recolake API on $API (docs: $API/docs); $STREAM_NOTE.
-Playground and dashboard: $API/ui/ (type the tokens below into the page: it keeps them for the tab only)
-Model comparison (every model on the same hold-out): var/reports/*/evaluation-report/index.html
-MLflow runs (tuning trials, evaluation, registry): .venv/bin/mlflow ui --backend-store-uri sqlite:///var/mlflow/mlflow.db
-API token for writes: $RECOLAKE_API_TOKEN
-Read token (every /v1 GET): ${RECOLAKE_API_READ_TOKEN:-none, reads are open}
-
-Try:
-  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5&fields=title,category'  # a known customer (ALS + blend)
-  curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'              # an anonymous visitor: trending/popular
-
-Post an event, then ask again: the viewed item shows in "recent" and its neighbours come in
-("because you viewed ...", "bought together with ..."):
-  curl -s -X POST '$API/v1/events' -H 'Authorization: Bearer $RECOLAKE_API_TOKEN' \\
-    -H 'Content-Type: application/json' \\
+recolake is serving on $API  (playground and dashboard: $API/ui/ , API docs: $API/docs)
+  write token: $RECOLAKE_API_TOKEN
+  read token:  ${RECOLAKE_API_READ_TOKEN:-none, reads are open}
+  $STREAM_NOTE; report: var/reports/*/evaluation-report/index.html
+Try (docs/demo.md has more):
+  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5&fields=title,price'
+  curl -s -X POST '$API/v1/events' -H 'Authorization: Bearer $RECOLAKE_API_TOKEN' -H 'Content-Type: application/json' \\
     -d "{\"user_id\":\"15100\",\"session_id\":\"demo\",\"item_id\":\"22423\",\"event_type\":\"view\",\"timestamp\":\"\$(date -u +%FT%TZ)\"}"
-  curl -s ${READ_AUTH}'$API/v1/recommendations/15100?k=5'
   curl -s ${READ_AUTH}'$API/v1/recommendations?session_id=demo&k=5'
-
-Item pages:
-  curl -s ${READ_AUTH}'$API/v1/items/22423/similar?k=5'
-  curl -s ${READ_AUTH}'$API/v1/items/22423/bought-together?k=5'
-  curl -s '$API/healthz'
 Ctrl-C stops the API, the streaming job and Redis.
 MSG
 .venv/bin/recolake serve --host "$HOST" --port "$PORT"

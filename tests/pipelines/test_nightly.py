@@ -106,6 +106,14 @@ def test_nightly_end_to_end_and_rerun(
     assert timing.metrics["nightly_seconds"] == pytest.approx(first.seconds)
     for step in nightly.STEPS:
         assert any(line.split()[0] == step for line in first.step_report.splitlines())
+    # What it prints at the end (after the step lines): a screenful, one line per model.
+    summary = first.summary().splitlines()
+    assert len(summary) <= len(metrics) + 12, summary
+    for name, values in metrics.items():
+        row = next(line.split() for line in summary if line.split()[:1] == [name])
+        assert float(row[1]) == pytest.approx(values["ndcg@10"], abs=5e-5, nan_ok=True), row
+    ratio = metrics["served"]["ndcg@10"] / metrics["popularity"]["ndcg@10"]
+    assert f"served blend: {ratio:.2f}x popularity on ndcg@10" in summary
 
     # The running API serves ALS lists for a real customer, without purchased items.
     api = api_server_factory(settings)
