@@ -42,24 +42,14 @@ def session_and_settings(
     return spark or build_session(settings, app_name), settings
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """Quiet by default (one printed line per step); ``verbose``: INFO logs, Spark's WARNs."""
-    logs.configure(verbose)
-
-
-def add_verbose(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The job's arguments plus ``--verbose``, which every job takes; logging set from it
+    (quiet by default: one printed line per step; verbose: INFO logs, Spark's warnings)."""
     parser.add_argument(
         "--verbose",
         action="store_true",
         help="log every detail (recolake and library INFO lines, all of Spark's warnings)",
     )
-    return parser
-
-
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """The job's arguments (and ``--verbose``, which every job takes); logging set from it."""
-    if not any("--verbose" in a.option_strings for a in parser._actions):
-        add_verbose(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
+    logs.configure(args.verbose)
     return args
