@@ -88,3 +88,20 @@ EXPERIMENT_COUNTS = (
 REVENUE = "revenue"
 #: Rates per variant; each has <rate>_low/_high (95% CI) and <rate>_diff/_p_value (vs control).
 EXPERIMENT_RATES = ("ctr", "conversion", "revenue_per_impression")
+
+# gold.user_profile (features/profile.py): the shop's view of one customer as of ds.
+DAYS_SINCE_LAST_EVENT = "days_since_last_event"  # recency of any activity
+LAST_PURCHASE_TIME = "last_purchase_time"
+DAYS_SINCE_LAST_PURCHASE = "days_since_last_purchase"  # recency (RFM)
+FREQUENCY = "frequency"  # distinct purchase baskets (RFM)
+MONETARY = "monetary"  # sum of price x quantity of the purchases (RFM)
+R_SCORE = "r_score"
+F_SCORE = "f_score"
+M_SCORE = "m_score"
+SEGMENT = "segment"
+TOP_CATEGORIES = "top_categories"
+TOP_BRANDS = "top_brands"
+SHARE = "share"
+MEDIAN_PRICE = "median_price"
+PRICE_BAND = "price_band"
+PREFERRED_HOURS = "preferred_hours"

@@ -356,6 +356,46 @@ GOLD_ITEM_CATALOG = LakeTable(
     description="Catalog snapshot as of ds: silver items plus items only seen in events.",
 )
 
+
+def _top_shares(name: str) -> T.ArrayType:
+    """array<struct<name, share>>, largest share first (gold.user_profile's affinities)."""
+    return T.ArrayType(
+        T.StructType([T.StructField(name, _S, False), T.StructField(c.SHARE, _DBL, False)]),
+        False,
+    )
+
+
+GOLD_USER_PROFILE = LakeTable(
+    name="user_profile",
+    layer="gold",
+    keys=(c.DS, c.USER_KEY),
+    schema=_schema(
+        (c.DS, _D, False),
+        (c.USER_KEY, _S, False),
+        (c.N_EVENTS, _L, False),
+        (c.LAST_EVENT_TIME, _TS, False),
+        (c.DAYS_SINCE_LAST_EVENT, _I, False),
+        (c.LAST_PURCHASE_TIME, _TS, True),
+        (c.DAYS_SINCE_LAST_PURCHASE, _I, True),
+        (c.FREQUENCY, _L, False),
+        (c.MONETARY, _DBL, True),
+        (c.R_SCORE, _I, True),
+        (c.F_SCORE, _I, True),
+        (c.M_SCORE, _I, True),
+        (c.SEGMENT, _S, False),
+        (c.TOP_CATEGORIES, _top_shares(c.CATEGORY), False),
+        (c.TOP_BRANDS, _top_shares(c.BRAND), False),
+        (c.MEDIAN_PRICE, _DBL, True),
+        (c.PRICE_BAND, _I, True),
+        (c.PREFERRED_HOURS, T.ArrayType(_I, False), False),
+    ),
+    partition_by=(c.DS,),
+    owner_job="pipelines.gold",
+    description="One row per user with events before the end of ds (features/profile.py): "
+    "recency, frequency and monetary value with 1-5 quantile scores and a segment, category "
+    "and brand affinity (top shares of strength), price band, preferred hours (UTC).",
+)
+
 USER_INDEX = LakeTable(
     name="als_user_index",
     layer="gold",
@@ -488,6 +528,7 @@ ALL_TABLES = (
     GOLD_USER_ITEM_STRENGTH,
     GOLD_ITEM_POPULARITY,
     GOLD_ITEM_CATALOG,
+    GOLD_USER_PROFILE,
     USER_INDEX,
     ITEM_INDEX,
     GOLD_ITEM_CF_NEIGHBOURS,

@@ -14,7 +14,14 @@ from features import columns as c
 from models.topk import rank_within
 
 
-def cap_groups(pairs: DataFrame, *, col_group: str, col_order: str, max_items: int) -> DataFrame:
+def cap_groups(
+    pairs: DataFrame,
+    *,
+    col_group: str,
+    col_order: str,
+    max_items: int,
+    col_tie: str = c.ITEM_ID,
+) -> DataFrame:
     """Keep at most ``max_items`` items per group (highest ``col_order`` first): a shopper
     with thousands of items would otherwise make the self-join quadratic.
 
@@ -22,8 +29,10 @@ def cap_groups(pairs: DataFrame, *, col_group: str, col_order: str, max_items: i
     groups x max_items(max_items-1)/2 (100 items: at most 4,950 pairs per user or basket) and
     grows linearly with users and baskets, never with the square of one wholesaler's
     history. The bundled sample: 1,311 customers give 4.1 M ordered pairs with the cap, its 7,170
-    invoices 5.5 M; the join produces half of each (one row per unordered pair)."""
-    order = Window.partitionBy(col_group).orderBy(F.desc(col_order), F.asc(c.ITEM_ID))
+    invoices 5.5 M; the join produces half of each (one row per unordered pair).
+    ``col_tie`` breaks ties of ``col_order`` (the rows' other key: items of a user, users of
+    an item for user-CF), so the kept rows do not depend on the plan."""
+    order = Window.partitionBy(col_group).orderBy(F.desc(col_order), F.asc(col_tie))
     return pairs.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= max_items)
 
 

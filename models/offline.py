@@ -17,6 +17,7 @@ from models.als import ALSParams, Indexes, recommend, train_als
 from models.baselines import popular_for_users, popular_in_user_categories, trending_items
 from models.evaluation import EvalSplit
 from models.item_cf import history_and_basket_neighbours, merge_kinds, score_from_neighbours
+from models.user_cf import user_cf_lists
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.offline")
@@ -25,6 +26,7 @@ log = logging.getLogger("recolake.offline")
 MODELS = (
     "als",
     "item_cf",
+    "user_cf",
     "content",
     "popularity",
     "popularity_by_category",
@@ -111,6 +113,16 @@ def model_lists(
                 )
                 merged = merge_kinds(kinds)
             out[name] = score_from_neighbours(split.history, merged, depth)
+        elif name == "user_cf":
+            out[name] = user_cf_lists(
+                strength,
+                depth,
+                top_n=s.user_cf_neighbours,
+                max_items_per_user=s.cf_max_items_per_group,
+                max_users_per_item=s.user_cf_max_users_per_item,
+                users=users,
+                exclude=split.history,
+            )
         elif name == "content":
             if content_neighbours is None or content_neighbours.isEmpty():
                 log.info("no content neighbours: the content model is not evaluated")

@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(events.router)
     app.include_router(users.router)
+    app.include_router(users.profiles)
     app.include_router(rules_router.router)
     app.include_router(ui.router)  # the page (/ui) and the JSON it reads
     return app

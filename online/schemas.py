@@ -18,9 +18,7 @@ from recolake.validation import (
 )
 
 #: "promoted": pinned by a merchandising rule though no source proposed it (recolake/rules.py).
-Source = Literal[
-    "als", "co_view", "bought_together", "content", "trending", "popular", "promoted"
-]
+Source = Literal["als", "co_view", "bought_together", "content", "trending", "popular", "promoted"]
 
 
 class RecommendedItem(BaseModel):
@@ -245,3 +243,76 @@ class ErasureResponse(BaseModel):
     user_id: str
     online: ErasedOnline
     lake: str = Field(description="What happens to the user's rows in the lake, and when.")
+
+
+# --- user profiles (online/routers/users.py) ---------------------------------------------
+
+
+class CategoryShare(BaseModel):
+    category: str
+    share: float = Field(ge=0, le=1, description="Share of the user's strength on items of it.")
+
+
+class BrandShare(BaseModel):
+    brand: str
+    share: float = Field(ge=0, le=1, description="Share of the user's strength on items of it.")
+
+
+Segment = Literal[
+    "champions",
+    "at_risk",
+    "loyal",
+    "potential_loyalist",
+    "new",
+    "hibernating",
+    "need_attention",
+    "browser",
+]
+
+
+class UserProfileResponse(BaseModel):
+    """gold.user_profile of the publication's ds (features/profile.py), as published."""
+
+    user_id: str
+    publication: str = Field(description="Id of the served Redis publish.")
+    ds: str = Field(description="The date the profile is as of (YYYY-MM-DD, end of day UTC).")
+    n_events: int = Field(description="Events of the user up to the end of ds.")
+    last_event_time: str = Field(description="The user's latest event (ISO-8601, UTC).")
+    days_since_last_event: int = Field(description="Whole days from it to ds (0: on ds).")
+    last_purchase_time: str | None = Field(description="Latest purchase; null: none.")
+    days_since_last_purchase: int | None = Field(description="Recency (RFM); null: no purchase.")
+    frequency: int = Field(
+        description="Frequency (RFM): distinct purchase baskets (the session, else each purchase)."
+    )
+    monetary: float | None = Field(
+        description="Monetary value (RFM): sum of price x quantity of the purchases with a known "
+        "price (the event's, else the catalog's); null when the data has no prices."
+    )
+    r_score: int | None = Field(
+        ge=1,
+        le=5,
+        description="1..5 against the buyers' quintiles (5: most recent); null: no purchase.",
+    )
+    f_score: int | None = Field(
+        ge=1, le=5, description="1..5 (5: most frequent); null: no purchase."
+    )
+    m_score: int | None = Field(
+        ge=1, le=5, description="1..5 (5: most spent); null: no purchase or no prices."
+    )
+    segment: Segment = Field(
+        description="Named RFM segment of the R and F scores (features/profile.segment_of); "
+        "`browser`: never bought."
+    )
+    top_categories: list[CategoryShare] = Field(description="Largest share first.")
+    top_brands: list[BrandShare] = Field(description="Largest share first.")
+    median_price: float | None = Field(
+        description="Median price of the items the user interacted with; null: none priced."
+    )
+    price_band: int | None = Field(
+        ge=1,
+        le=5,
+        description="That median against the catalog's price quintiles (1: cheapest fifth).",
+    )
+    preferred_hours: list[int] = Field(
+        description="Up to 3 hours of day (0-23, UTC) with the most events, most first."
+    )

@@ -248,14 +248,16 @@ def choose_weights(
             content_neighbours=content,
             catalog=catalog,
             depth=depth,
-            models=settings.hybrid_models,
+            # the personal list's models too: one not in hybrid_models was silently left out
+            models=dict.fromkeys([*settings.hybrid_models, *settings.personal_models]),
             fitted=fitted,
             cf_neighbours=cf,
         )
         lists = {m: df.cache() for m, df in lists.items()}
         cached.extend(lists.values())
-        grid = weight_grid(list(lists), settings.hybrid_weight_step)
-        ranked = ndcg_by_weights(lists, split.truth, grid, k, depth)
+        hybrid_lists = {m: lists[m] for m in settings.hybrid_models if m in lists}
+        grid = weight_grid(list(hybrid_lists), settings.hybrid_weight_step)
+        ranked = ndcg_by_weights(hybrid_lists, split.truth, grid, k, depth)
         validation_users = split.users.count()
         hybrid = {
             "weights": ranked[0][0],
@@ -264,7 +266,7 @@ def choose_weights(
             "grid_points": len(grid),
             "top": [{"weights": w, key: v} for w, v in ranked[:5]],
             "single_models": {
-                m: v for w, v in ranked for m, x in w.items() if x == 1.0 and len(lists) > 1
+                m: v for w, v in ranked for m, x in w.items() if x == 1.0 and len(hybrid_lists) > 1
             },
         }
 

@@ -1,4 +1,4 @@
-"""Gold: feature tables as of the end of --ds (strength, popularity, catalog).
+"""Gold: feature tables as of the end of --ds (strength, popularity, catalog, user profiles).
 
     spark-submit pipelines/gold.py --ds 2011-12-09
 
@@ -15,11 +15,12 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from features import transforms
+from features import profile, transforms
 from features.tables import (
     GOLD_ITEM_CATALOG,
     GOLD_ITEM_POPULARITY,
     GOLD_USER_ITEM_STRENGTH,
+    GOLD_USER_PROFILE,
     SILVER_EVENTS,
     SILVER_ITEMS,
 )
@@ -34,6 +35,7 @@ class GoldCounts:
     user_item_pairs: int
     popular_items: int
     catalog_items: int
+    profiles: int = 0
 
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> GoldCounts:
@@ -61,10 +63,25 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> GoldCounts:
         (GOLD_ITEM_CATALOG, catalog),
     ):
         table.overwrite_partition(transforms.with_ds(df, ds), settings, "ds", ds)
+    # The profile reads the strength and catalog just written (not recomputed from events).
+    day = f"ds = DATE'{ds}'"
+    profiles = profile.user_profile(
+        events,
+        GOLD_USER_ITEM_STRENGTH.read(spark, settings).where(day),
+        GOLD_ITEM_CATALOG.read(spark, settings).where(day),
+        ds=ds,
+        top_n=settings.profile_top_n,
+    )
+    GOLD_USER_PROFILE.overwrite_partition(transforms.with_ds(profiles, ds), settings, "ds", ds)
     counts = GoldCounts(
         *(
-            t.read(spark, settings).where(f"ds = DATE'{ds}'").count()
-            for t in (GOLD_USER_ITEM_STRENGTH, GOLD_ITEM_POPULARITY, GOLD_ITEM_CATALOG)
+            t.read(spark, settings).where(day).count()
+            for t in (
+                GOLD_USER_ITEM_STRENGTH,
+                GOLD_ITEM_POPULARITY,
+                GOLD_ITEM_CATALOG,
+                GOLD_USER_PROFILE,
+            )
         )
     )
     log.info("gold %s: %s", ds, counts)

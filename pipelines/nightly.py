@@ -156,7 +156,10 @@ def main(
         step.counts = f"silver={silver_counts.silver} quarantined={silver_counts.quarantined}"
     with timer.step("gold") as step:
         gold_counts = gold.run(spark, settings, ds)
-        step.counts = f"pairs={gold_counts.user_item_pairs} items={gold_counts.catalog_items}"
+        step.counts = (
+            f"pairs={gold_counts.user_item_pairs} items={gold_counts.catalog_items} "
+            f"profiles={gold_counts.profiles}"
+        )
     with timer.step("item_cf") as step:
         cf_counts = item_cf.run(spark, settings, ds)
         step.counts = f"co_view={cf_counts.co_view} bought_together={cf_counts.bought_together}"

@@ -37,6 +37,7 @@ from features.tables import (
     GOLD_ITEM_CONTENT_TERMS,
     GOLD_ITEM_POPULARITY,
     GOLD_USER_ITEM_STRENGTH,
+    GOLD_USER_PROFILE,
     LakeTable,
 )
 from models.als import Indexes, recommend
@@ -45,7 +46,7 @@ from pipelines.common import job_parser, parse, session_and_settings
 from recolake import tracking
 from recolake.onlinestore import NEIGHBOUR_KINDS
 from recolake.onlinestore.batch import BatchWriter
-from recolake.onlinestore.codecs import index_width
+from recolake.onlinestore.codecs import PROFILE_FIELDS, index_width
 from recolake.ranking import Weights
 from recolake.settings import Settings
 
@@ -65,6 +66,8 @@ class PublishResult:
     neighbours: dict[str, int] | None = None
     #: The blend weights written into the meta (None: the ranker's defaults).
     weights: Weights | None = None
+    #: Users whose profile (gold.user_profile) was published.
+    profiles: int = 0
 
 
 class NotServableError(RuntimeError):
@@ -269,6 +272,59 @@ def write_purchased(
     return sum(sets.rdd.mapPartitions(write_partition).collect())
 
 
+#: Timestamps of a published profile: ISO-8601 in UTC (formatted by Spark in the session's
+#: UTC time zone, never by Python in the executor's local one).
+_ISO_UTC = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+
+
+def profile_rows(profiles: DataFrame) -> DataFrame:
+    """gold.user_profile rows with the published profile's fields (codecs.PROFILE_FIELDS)
+    in order, ds and times as text."""
+    columns = []
+    for name in PROFILE_FIELDS:
+        if name == c.DS:
+            column = F.date_format(c.DS, "yyyy-MM-dd")
+        elif name in (c.LAST_EVENT_TIME, c.LAST_PURCHASE_TIME):
+            column = F.date_format(name, _ISO_UTC)
+        else:
+            column = F.col(name)
+        columns.append(column.alias(name))
+    return profiles.select(c.USER_KEY, *columns)
+
+
+def write_profiles(
+    spark: SparkSession, settings: Settings, ds: date, model_ds: date, writer: BatchWriter
+) -> int:
+    """Every user's profile (gold.user_profile of ``ds``, ``model_ds``'s when ``ds`` has
+    none) into the staged version, for GET /v1/users/{user_id}/profile; skipped with a log
+    line when gold has built none. Returns the users written."""
+    if not GOLD_USER_PROFILE.exists(spark, settings):
+        log.info("publish: no gold.user_profile: no profiles published")
+        return 0
+    table = GOLD_USER_PROFILE.read(spark, settings)
+    rows = table.where(F.col(c.DS) == F.lit(ds))
+    if rows.isEmpty():
+        rows = table.where(F.col(c.DS) == F.lit(model_ds))
+
+    def write_partition(part):  # runs on executors
+        yield writer.write_user_profiles(
+            (
+                r[c.USER_KEY],
+                {
+                    name: (
+                        [(e[0], e[1]) for e in r[name]]  # struct<name, share>
+                        if name in (c.TOP_CATEGORIES, c.TOP_BRANDS)
+                        else r[name]
+                    )
+                    for name in PROFILE_FIELDS
+                },
+            )
+            for r in part
+        )
+
+    return sum(profile_rows(rows).rdd.mapPartitions(write_partition).collect())
+
+
 def served_weights(model_version) -> Weights | None:
     """The blend weights chosen for a registry model version (its SERVED_WEIGHTS_TAG), or
     None when it has none (then the publication serves the defaults and says so). A tag that
@@ -312,8 +368,9 @@ def personal_lists(
     """Every user's published list: the rank fusion (models.hybrid.fuse, depth
     ``eval_depth``) of the models the evaluation weighted, exactly as pipelines/evaluate.py
     fuses them for the served blend it measures: ALS, item-CF (neighbours of the user's
-    history, gold.item_cf_neighbours) and content (gold.item_content_neighbours), history
-    items excluded. Cost: users x history x neighbours, never users x items."""
+    history, gold.item_cf_neighbours), content (gold.item_content_neighbours) and user-CF
+    (models.user_cf on this strength, the caps bounding it), history items excluded. Cost:
+    users x history x neighbours, never users x items (nor users x users)."""
     from models.hybrid import fuse
     from models.item_cf import merge_kinds, score_from_neighbours
 
@@ -331,6 +388,16 @@ def personal_lists(
         kinds = {k: rows.where(F.col(c.KIND) == k) for k in ("co_view", "bought_together")}
         neighbours = merge_kinds(kinds) if name == "item_cf" else rows
         lists[name] = score_from_neighbours(history, neighbours, depth)
+    if "user_cf" in used:
+        from models.user_cf import user_cf_lists
+
+        lists["user_cf"] = user_cf_lists(
+            history,
+            depth,
+            top_n=settings.user_cf_neighbours,
+            max_items_per_user=settings.cf_max_items_per_group,
+            max_users_per_item=settings.user_cf_max_users_per_item,
+        )
     unknown = set(used) - set(lists)
     if unknown:
         log.warning("publish: no lists for %s: fused without them", sorted(unknown))
@@ -406,6 +473,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     items = write_catalog(spark, settings, ds, writer)
     neighbours = write_neighbours(spark, settings, model_ds, writer)
     write_content_terms(spark, settings, model_ds, writer)
+    profiles = write_profiles(spark, settings, ds, model_ds, writer)
     replaced = writer.go_live(
         popular=popular,
         meta={
@@ -413,6 +481,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
             "ds": ds.isoformat(),
             "users": str(users),
             "purchased_users": str(buyers),
+            "profiles": str(profiles),
             "items": str(items),
             "unavailable": str(health.unavailable),
             "popular_available": str(health.popular_available),
@@ -424,7 +493,15 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         weights=weights,
     )
     result = PublishResult(
-        version, str(champion.version), users, len(popular), replaced, items, neighbours, weights
+        version,
+        str(champion.version),
+        users,
+        len(popular),
+        replaced,
+        items,
+        neighbours,
+        weights,
+        profiles,
     )
     log.info("publish %s: %s", ds, result)
     return result

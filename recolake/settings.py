@@ -34,6 +34,10 @@ PROJECT_ROOT = _project_root()
 #: Where the single-machine defaults keep their state (git-ignored).
 VAR_DIR = PROJECT_ROOT / "var"
 
+#: Models that can be fused into the published per-user list (settings.personal_models):
+#: the ones pipelines/publish.py can list for every user.
+PERSONAL_MODELS = ("als", "item_cf", "content", "user_cf")
+
 #: Event types the platform understands, with their default implicit-feedback weights.
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -349,6 +353,13 @@ class Settings(BaseSettings):
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     decay_half_life_days: float = Field(default=60.0, gt=0)
     popularity_window_days: int = Field(default=30, ge=1)
+    profile_top_n: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Categories and brands kept per user in gold.user_profile (and its "
+        "published profile), by share of the user's strength.",
+    )
 
     # --- item-item neighbours ----------------------------------------------------------
     neighbours_top_n: int = Field(default=50, ge=1, le=500, description="Neighbours per item.")
@@ -363,6 +374,17 @@ class Settings(BaseSettings):
     cf_min_support: int = Field(default=2, ge=1, description="Min co-occurrences of a pair.")
     cf_max_items_per_group: int = Field(
         default=100, ge=2, description="Items kept per user history / basket (bounds the join)."
+    )
+
+    # --- user-user neighbours (models/user_cf.py) -----------------------------------------
+    user_cf_neighbours: int = Field(
+        default=50, ge=1, le=1000, description="Most similar users whose items score a list."
+    )
+    user_cf_max_users_per_item: int = Field(
+        default=100,
+        ge=2,
+        description="Users an item links as neighbours (its strongest): bounds the user-user "
+        "join to max/2 pairs per interaction, so a best-seller does not pair everyone.",
     )
 
     # --- model ---------------------------------------------------------------------------
@@ -441,6 +463,20 @@ class Settings(BaseSettings):
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         if value < datetime(1970, 1, 1, tzinfo=UTC):
             raise ValueError("events_min_timestamp must not be before 1970-01-01 (the jobs' bound)")
+        return value
+
+    @field_validator("personal_models")
+    @classmethod
+    def _personal_models_known(cls, value: list[str]) -> list[str]:
+        """Only models publish can list for every user: a typo would silently drop a source."""
+        unknown = sorted(set(value) - set(PERSONAL_MODELS))
+        if unknown or not value:
+            raise ValueError(
+                f"personal_models must be a non-empty subset of {list(PERSONAL_MODELS)}, "
+                f"got unknown {unknown}"
+                if unknown
+                else f"personal_models must not be empty (choose from {list(PERSONAL_MODELS)})"
+            )
         return value
 
     @field_validator("event_weights")

@@ -1,4 +1,5 @@
-"""Erasing a user (DELETE /v1/users/{user_id}): at once in Redis, durably queued for the lake.
+"""A user's published profile (GET /v1/users/{user_id}/profile), and erasing a user
+(DELETE /v1/users/{user_id}): at once in Redis, durably queued for the lake.
 
 The request is written first (recolake.erasure: fsynced, pseudonymised key only), so an
 accepted erasure survives a crash of this process or of Redis; then the user's real-time
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from online.services import NotFoundError
 from online.services.common import guarded
 from recolake.erasure import ErasureRequests
 from recolake.onlinestore.erasure import forget_user_async
@@ -34,3 +36,19 @@ async def forget(reader: Reader, settings: Settings, user_id: str) -> dict:
         "lake": "queued: `recolake forget --pending` (run first by the nightly) erases the "
         "user's rows, landing files and id maps",
     }
+
+
+async def profile_of(reader: Reader, settings: Settings, user_id: str) -> dict:
+    """The response document of GET /v1/users/{user_id}/profile: the live publication's
+    profile of the user (keyed by the pseudonymised id, as the published lists are); 404
+    for a user it has none of."""
+    user_key = pseudonymise(user_id, settings.require_pseudonymisation_key())
+    pub, profile = await guarded(reader.profile(user_key), settings.api_redis_deadline_seconds)
+    if profile is None:
+        raise NotFoundError(
+            f"user {user_id!r} has no profile in the live publication {pub.version} (no "
+            f"events before its ds {pub.ds or 'unknown'}, erased, or not a user of this shop)"
+        )
+    for name, label in (("top_categories", "category"), ("top_brands", "brand")):
+        profile[name] = [{label: k, "share": share} for k, share in profile[name]]
+    return {"user_id": user_id, "publication": pub.version, **profile}

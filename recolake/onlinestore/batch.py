@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
@@ -30,6 +31,7 @@ from recolake.onlinestore.codecs import (
     encode_item_info,
     encode_items,
     encode_positions,
+    encode_profile,
     encode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
@@ -105,6 +107,15 @@ class BatchWriter:
                 encode_positions(positions, width),
             )
             for user, positions in rows
+        )
+
+    def write_user_profiles(self, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Each user's profile (codecs.PROFILE_FIELDS, from gold.user_profile) into
+        profiles(version, bucket): GET /v1/users/{user_id}/profile reads it."""
+        layout, version, buckets = self.layout, self.version, self.buckets
+        return self._write_hash_entries(
+            (layout.profiles(version, layout.bucket_of(user, buckets)), user, encode_profile(p))
+            for user, p in rows
         )
 
     def write_item_index(self, item_ids: Iterable[str]) -> int:

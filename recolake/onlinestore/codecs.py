@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 CODEC_VERSION = "1"
 
@@ -146,6 +147,67 @@ def as_bytes(payload: str | bytes) -> bytes:
     """A binary value read through a client that decodes responses: clients are opened with
     ``encoding_errors="surrogateescape"`` (client.connect), so this is lossless."""
     return payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogateescape")
+
+
+# --- user profiles (gold.user_profile, GET /v1/users/{user_id}/profile) -------------------
+
+PROFILE_CODEC_VERSION = 1
+#: A published profile's fields: gold.user_profile's columns past its keys, same names.
+#: ``top_categories`` / ``top_brands`` are [[name, share], ...], largest share first.
+PROFILE_FIELDS = (
+    "ds",
+    "n_events",
+    "last_event_time",
+    "days_since_last_event",
+    "last_purchase_time",
+    "days_since_last_purchase",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "segment",
+    "top_categories",
+    "top_brands",
+    "median_price",
+    "price_band",
+    "preferred_hours",
+)
+
+
+def encode_profile(profile: Mapping[str, Any]) -> str:
+    """One user's profile: ``{"v": 1, <PROFILE_FIELDS>}``, compact JSON (shares to 4
+    decimals, money to cents). Exactly PROFILE_FIELDS: a missing or unknown field is a
+    ValueError, so the job and the API cannot drift apart silently."""
+    names = set(profile)
+    if names != set(PROFILE_FIELDS):
+        missing, extra = sorted(set(PROFILE_FIELDS) - names), sorted(names - set(PROFILE_FIELDS))
+        raise ValueError(f"profile fields: missing {missing}, unknown {extra}")
+    doc: dict[str, object] = {"v": PROFILE_CODEC_VERSION}
+    for name in PROFILE_FIELDS:
+        value = profile[name]
+        if name in ("top_categories", "top_brands"):
+            value = [[str(k), round(float(share), 4)] for k, share in value or ()]
+        elif name in ("monetary", "median_price") and value is not None:
+            value = round(float(value), 2)
+        elif name == "preferred_hours":
+            value = [int(h) for h in value or ()]
+        doc[name] = value
+    return json.dumps(doc, separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_profile(payload: str | None) -> dict | None:
+    """The profile (PROFILE_FIELDS) of an encoded value; None for none; ValueError for a
+    codec this reader does not know or a value without the fields."""
+    if payload is None:
+        return None
+    doc = json.loads(payload)
+    if not isinstance(doc, dict) or doc.get("v") != PROFILE_CODEC_VERSION:
+        raise ValueError(f"profile of unknown codec: {str(payload)[:60]!r}")
+    missing = [f for f in PROFILE_FIELDS if f not in doc]
+    if missing:
+        raise ValueError(f"profile without {missing}")
+    return {f: doc[f] for f in PROFILE_FIELDS}
 
 
 # --- merchandising rules (recolake/rules.py) ----------------------------------------------

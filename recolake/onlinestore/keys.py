@@ -101,6 +101,11 @@ class KeyLayout:
         item index (codecs.encode_positions); codec 2 publications only."""
         return f"{self.namespace}:pub:{version}:bought:{bucket}"
 
+    def profiles(self, version: str, bucket: int) -> str:
+        """Hash: pseudonymised user key -> the user's profile (gold.user_profile as of the
+        publication's ds, codecs.encode_profile): GET /v1/users/{user_id}/profile."""
+        return f"{self.namespace}:pub:{version}:profile:{bucket}"
+
     def version_keys(self, version: str, buckets: int, index_blocks: int = 0) -> list[str]:
         """Every key a publication may own (used to make it permanent, then expire it)."""
         return [
@@ -112,6 +117,7 @@ class KeyLayout:
             *(self.neighbours(version, k, b) for k in NEIGHBOUR_KINDS for b in range(buckets)),
             *(self.item_index(version, b) for b in range(index_blocks)),
             *(self.content_terms(version, b) for b in range(buckets)),
+            *(self.profiles(version, b) for b in range(buckets)),
         ]
 
     # --- the live catalog overlay (PUT /v1/items writes, Reader reads; catalog.py) --------

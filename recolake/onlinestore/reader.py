@@ -29,6 +29,7 @@ from recolake.onlinestore.codecs import (
     decode_index_block,
     decode_items,
     decode_positions,
+    decode_profile,
     decode_ranked_positions,
 )
 from recolake.onlinestore.keys import KeyLayout
@@ -276,6 +277,15 @@ class Reader:
             for block, payload in zip(missing, replies, strict=True):
                 blocks[block] = decode_index_block(payload)
         return [[blocks[p // INDEX_BLOCK][p % INDEX_BLOCK], round(score, 6)] for p, score in ranked]
+
+    async def profile(self, user_key: str) -> tuple[Publication, dict | None]:
+        """The live publication and the profile of ``user_key`` (bare pseudonymised key) in
+        it (codecs.decode_profile), or None when it has none: one HGET (the live pointer is
+        cached)."""
+        pub = await self.publication()
+        bucket = self.layout.bucket_of(user_key, pub.buckets)
+        payload = await self.client.hget(self.layout.profiles(pub.version, bucket), user_key)
+        return pub, decode_profile(payload)
 
     def observe_catalog(self, version: str | bytes | None) -> None:
         """The overlay's version as just read: when it moved, every cached catalog entry

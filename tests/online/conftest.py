@@ -24,12 +24,36 @@ CATALOG = [
 ]
 
 
+#: alice's published profile (gold.user_profile's fields: GET /v1/users/alice/profile).
+ALICE_PROFILE = {
+    "ds": "2026-01-01",
+    "n_events": 12,
+    "last_event_time": "2026-01-01T18:30:00Z",
+    "days_since_last_event": 0,
+    "last_purchase_time": "2025-12-30T09:00:00Z",
+    "days_since_last_purchase": 2,
+    "frequency": 3,
+    "monetary": 42.5,
+    "r_score": 4,
+    "f_score": 5,
+    "m_score": 3,
+    "segment": "champions",
+    "top_categories": [("home", 0.6), ("kitchen", 0.4)],
+    "top_brands": [],
+    "median_price": 9.99,
+    "price_band": 2,
+    "preferred_hours": [18, 9],
+}
+
+
 def publish_sample(url: str, settings: Settings, version: str = "v7") -> None:
-    """alice's ALS list, the catalog above, neighbours of "shoe", popular p1..p3; live."""
+    """alice's ALS list and profile, the catalog above, neighbours of "shoe", popular
+    p1..p3; live."""
     layout = KeyLayout(settings.redis_namespace)
     writer = BatchWriter(url=url, layout=layout, version=version, buckets=settings.redis_buckets)
     alice = pseudonymise("alice", TEST_KEY.encode())
     writer.write_user_lists([(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])])
+    writer.write_user_profiles([(alice, ALICE_PROFILE)])
     writer.write_catalog(CATALOG)
     writer.write_neighbours(
         [

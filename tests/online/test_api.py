@@ -297,6 +297,7 @@ def guarded_api(published, api_server_factory):
         "/v1/recommendations?session_id=s1",
         "/v1/items/shoe/similar",
         "/v1/items/shoe/bought-together",
+        "/v1/users/alice/profile",
     ],
 )
 def test_read_token_guards_every_read(guarded_api, path):
@@ -350,3 +351,16 @@ def test_every_read_status_is_documented_with_error_response(published, api_serv
     # and a real 422 has that shape: detail = [{loc, msg, type}]
     bad = httpx.get(f"{api.url}/v1/recommendations/alice", params={"k": "ten"}).json()
     assert set(bad) == {"detail"} and set(bad["detail"][0]) == {"loc", "msg", "type"}
+
+
+def test_profile_of_a_published_user_and_404_for_others(published, api_server_factory):
+    api = api_server_factory(published)
+    body = httpx.get(f"{api.url}/v1/users/alice/profile").json()
+    assert body["publication"] == "v7" and body["segment"] == "champions"
+    assert body["top_categories"] == [
+        {"category": "home", "share": 0.6},
+        {"category": "kitchen", "share": 0.4},
+    ]
+    unknown = httpx.get(f"{api.url}/v1/users/bob/profile")
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].startswith("user 'bob' has no profile in the live publication")

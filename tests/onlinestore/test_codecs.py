@@ -65,3 +65,27 @@ def test_purchased_positions_and_hidden_sets_round_trip():
     assert decode_hidden(None) == []
     with pytest.raises(ValueError, match="malformed hidden"):
         decode_hidden('[["i1"]]')
+
+
+def test_profile_round_trip_rounds_and_refuses_other_shapes():
+    profile = {f: None for f in codecs.PROFILE_FIELDS} | {
+        "ds": "2024-05-10",
+        "frequency": 2,
+        "monetary": 35.004,
+        "segment": "champions",
+        "top_categories": [("home", 0.800004), ("kitchen", 0.2)],
+        "top_brands": [],
+        "preferred_hours": [10, 15],
+    }
+    payload = codecs.encode_profile(profile)
+    decoded = codecs.decode_profile(payload)
+    assert decoded is not None and list(decoded) == list(codecs.PROFILE_FIELDS)
+    assert decoded["monetary"] == 35.0 and decoded["preferred_hours"] == [10, 15]
+    assert decoded["top_categories"] == [["home", 0.8], ["kitchen", 0.2]]
+    assert codecs.decode_profile(None) is None
+    with pytest.raises(ValueError, match="unknown \\['extra'\\]"):
+        codecs.encode_profile(profile | {"extra": 1})
+    with pytest.raises(ValueError, match="missing \\['ds'\\]"):
+        codecs.encode_profile({k: v for k, v in profile.items() if k != "ds"})
+    with pytest.raises(ValueError, match="unknown codec"):
+        codecs.decode_profile(payload.replace('"v":1', '"v":2'))

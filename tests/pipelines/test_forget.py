@@ -20,6 +20,7 @@ from features.tables import (
     BRONZE_EVENTS,
     ERASURE_LEDGER,
     GOLD_USER_ITEM_STRENGTH,
+    GOLD_USER_PROFILE,
     SILVER_EVENTS,
     USER_INDEX,
 )
@@ -29,6 +30,7 @@ from pipelines import forget, gold, ingest, silver
 from recolake.erasure import ErasureRequests
 from recolake.onlinestore import KeyLayout, user_subject
 from recolake.onlinestore.batch import BatchWriter
+from recolake.onlinestore.codecs import PROFILE_FIELDS
 from recolake.privacy import pseudonymise
 from tests.conftest import TEST_KEY, make_settings
 from tests.pipelines.test_generic_import import write_shop
@@ -112,6 +114,8 @@ def test_forgotten_user_is_gone_everywhere_and_stays_gone(
     indexes = Indexes.build(strength)
     USER_INDEX.overwrite_partition(with_ds(indexes.users, DS), settings, "ds", DS)
     assert USER_INDEX.read(spark, settings).where(f"user_key = '{victim_key}'").count() == 1
+    profiles = GOLD_USER_PROFILE.read(spark, settings).where(f"ds = '{DS}'")
+    assert profiles.where(f"user_key = '{victim_key}'").count() == 1  # gold built it
 
     # The event log still holds a file with the victim's and another user's events.
     landing = tmp_path / "landing"
@@ -129,6 +133,8 @@ def test_forgotten_user_is_gone_everywhere_and_stays_gone(
     )
     writer.write_user_lists([(victim_key, [("SKU-00000/b", 0.9)]), (other_key, [("ü-1", 0.8)])])
     writer.write_catalog([("SKU-00000/b", "A", "x", True), ("ü-1", "B", "x", True)])
+    profile = {f: None for f in PROFILE_FIELDS} | {"ds": DS.isoformat(), "segment": "new"}
+    writer.write_user_profiles([(victim_key, profile), (other_key, profile)])
     client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
     writer.go_live(
         client=client,
@@ -178,6 +184,8 @@ def test_forgotten_user_is_gone_everywhere_and_stays_gone(
         if table.exists(spark, settings):
             rows = raw_rows(spark, table, settings)
             assert not [r for r in rows if holds(r, victim, victim_key)], table.qualified_name
+    kept = [r[c.USER_KEY] for r in raw_rows(spark, GOLD_USER_PROFILE, settings)]
+    assert victim_key not in kept and other_key in kept  # the profile row went with the user
     others = raw_rows(spark, SILVER_EVENTS, settings)
     assert any(r[c.USER_KEY] == other_key for r in others)  # only the victim went
     assert [r[c.USER_KEY] for r in ERASURE_LEDGER.read(spark, settings).collect()] == [victim_key]

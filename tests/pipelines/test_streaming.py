@@ -401,6 +401,7 @@ def test_api_to_redis_and_bronze_exactly_once_across_sigkill(
     # 2. A client retry (same event_id, later file), alone in its batch, changes nothing; the
     # same event_id from another user is another event.
     log = LocalEventLog(settings.landing_dir)
+
     def documents() -> dict:
         """Every real-time document (strings; the progress hash for /metrics moves per
         batch by design and is left out)."""
