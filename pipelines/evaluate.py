@@ -39,14 +39,7 @@ from features import columns as c
 from features import transforms
 from features.tables import GOLD_ITEM_CATALOG, GOLD_ITEM_CONTENT_NEIGHBOURS, SILVER_EVENTS
 from models.als import ALSParams
-from models.evaluation import (
-    EvalSplit,
-    RankingEvaluation,
-    beyond_accuracy,
-    popularity_deciles,
-    popularity_profile,
-    prepare_split,
-)
+from models.evaluation import EvalSplit, measure_models, prepare_split
 from models.hybrid import fuse, ndcg_by_weights, weight_grid
 from models.offline import MODELS, als_lists, model_lists
 from models.served import (
@@ -361,26 +354,11 @@ def reusable(fit: ValidationFit | None, start, end, params: ALSParams, depth: in
 def measure(
     lists: dict[str, DataFrame], split: EvalSplit, k: int, catalog: DataFrame
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
-    """Metrics@k and the popularity profile of every model's list."""
-    deciles = popularity_deciles(split.train_strength).cache()
-    metrics, profiles = {}, {"history": popularity_profile(split.train_strength, deciles)}
-    catalog_items = catalog.count()
-    for name, recs in lists.items():
-        top = recs.where(F.col(c.RANK) <= k).cache()
-        metrics[name] = {
-            **RankingEvaluation(top, split.truth, k).all(),
-            **beyond_accuracy(
-                top,
-                k=k,
-                catalog=catalog,
-                interactions=split.train_strength,
-                catalog_items=catalog_items,
-            ),
-        }
-        profiles[name] = popularity_profile(top, deciles, k=k)
-        top.unpersist()
-    deciles.unpersist()
-    return metrics, profiles
+    """Metrics@k and the popularity profile of every model's list (and the training
+    history's profile under "history"), in one Spark action (models.evaluation.measure_models)."""
+    return measure_models(
+        lists, truth=split.truth, k=k, catalog=catalog, interactions=split.train_strength
+    )
 
 
 def run(

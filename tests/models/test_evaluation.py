@@ -12,10 +12,14 @@ from features import columns as c
 from models.baselines import popular_for_users
 from models.evaluation import (
     RankingEvaluation,
+    beyond_accuracy,
     catalog_coverage,
     ground_truth,
     intra_list_diversity,
+    measure_models,
     novelty,
+    popularity_deciles,
+    popularity_profile,
 )
 from models.indexing import build_index
 from models.topk import top_k_from_factors
@@ -165,3 +169,40 @@ def test_one_pass_metrics_equal_spark_ranking_evaluator_on_random_lists(spark):
             assert getattr(ev, name)() == pytest.approx(ev.reference(name), abs=1e-12), (name, k)
         hits = [any(i in set(truth[u]) for i in lists.get(u, [])[:k]) for u in truth]
         assert ev.hit_rate() == pytest.approx(sum(hits) / len(hits))
+
+
+def test_all_models_in_one_pass_equal_the_per_model_functions(spark):
+    """measure_models (one action over every list) against RankingEvaluation,
+    beyond_accuracy and popularity_profile model by model: random lists, a model that
+    recommends nothing to some users with truth, an empty model, uncategorised items."""
+    rng = random.Random(5)
+    items = [str(i) for i in range(30)]
+    catalog = spark.createDataFrame(
+        [(i, rng.choice(["x", "y", "z", None])) for i in items], "item_id string, category string"
+    )
+    inter = truth_frame(
+        spark, {f"t{u}": rng.sample(items[:20], rng.randint(1, 6)) for u in range(25)}
+    )
+    truth = truth_frame(spark, {f"u{u}": rng.sample(items, rng.randint(1, 5)) for u in range(30)})
+    lists = {
+        "a": recs_frame(spark, {f"u{u}": rng.sample(items, 12) for u in range(30)}),
+        "b": recs_frame(spark, {f"u{u}": rng.sample(items, rng.randint(1, 4)) for u in range(12)}),
+        "empty": recs_frame(spark, {}),
+    }
+    k = 5
+    metrics, profiles = measure_models(
+        lists, truth=truth, k=k, catalog=catalog, interactions=inter, catalog_items=30
+    )
+    deciles = popularity_deciles(inter)
+    assert profiles["history"] == pytest.approx(popularity_profile(inter, deciles))
+    for name, recs in lists.items():
+        top = recs.where(F.col(c.RANK) <= k)
+        expected = {
+            **RankingEvaluation(top, truth, k).all(),
+            **beyond_accuracy(top, k=k, catalog=catalog, interactions=inter, catalog_items=30),
+        }
+        assert list(metrics[name]) == list(expected), name
+        assert metrics[name] == pytest.approx(expected, abs=1e-12), name
+        assert profiles[name] == pytest.approx(popularity_profile(top, deciles, k=k)), name
+    assert metrics["empty"]["ndcg@5"] == 0 and metrics["empty"]["coverage@5"] == 0
+    assert metrics["a"]["ndcg@5"] > 0 and metrics["b"]["coverage@5"] > 0
