@@ -156,15 +156,16 @@ def check_servable(spark: SparkSession, settings: Settings, ds: date) -> Servabi
 
 def write_catalog(spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter) -> int:
     """gold.item_catalog as of ``ds`` into the staged version: titles and categories for
-    reasons and diversity, availability for the filter. Written on the executors."""
+    reasons and diversity, availability for the filter, prices for responses (``?fields=``,
+    /v1/catalog, the page's cards). Written on the executors."""
     rows = (
         GOLD_ITEM_CATALOG.read_or_empty(spark, settings)
         .where(F.col(c.DS) == F.lit(ds))
-        .select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.AVAILABLE)
+        .select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.AVAILABLE, c.PRICE)
     )
 
     def write_partition(part):  # runs on executors
-        yield writer.write_catalog((r[0], r[1], r[2], r[3]) for r in part)
+        yield writer.write_catalog((r[0], r[1], r[2], r[3], r[4]) for r in part)
 
     written = sum(rows.rdd.mapPartitions(write_partition).collect())
     if not written:

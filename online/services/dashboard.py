@@ -235,8 +235,9 @@ def report_file(settings: Settings, relative: str) -> Path | None:
 
 
 async def catalog(reader: Reader, item_ids: list[str]) -> dict[str, Any]:
-    """Published catalog entries of ``item_ids`` (through the Reader's per-version cache):
-    item id -> {title, category, available}, or null when the publication does not know it."""
+    """Catalog entries of ``item_ids`` as served (the live overlay's over the publication's,
+    through the Reader's per-version cache): item id -> {title, category, available, price},
+    or null when neither knows it."""
     pub = await reader.publication()
     known, _ = await reader.details(pub, item_ids, ())
     out: dict[str, Any] = {}
@@ -245,6 +246,11 @@ async def catalog(reader: Reader, item_ids: list[str]) -> dict[str, Any]:
         out[item] = (
             None
             if info is None
-            else {"title": info.title, "category": info.category, "available": info.available}
+            else {
+                "title": info.title,
+                "category": info.category,
+                "available": info.available,
+                "price": info.price,
+            }
         )
     return {"publication": pub.version, "items": out}

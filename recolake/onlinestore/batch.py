@@ -41,6 +41,12 @@ from recolake.ranking import Weights
 
 WRITE_CHUNK = 500
 
+#: One published catalog entry: (item_id, title, category, available) or the same + price.
+CatalogRow = (
+    tuple[str, str | None, str | None, bool]
+    | tuple[str, str | None, str | None, bool, float | None]
+)
+
 #: Meta fields go_live sets itself (a caller's meta cannot override them).
 RESERVED_META = tuple(f for f in TYPED_FIELDS if f not in ("model_version", "ds"))
 
@@ -138,12 +144,17 @@ class BatchWriter:
             client.close()
         return blocks
 
-    def write_catalog(self, rows: Iterable[tuple[str, str | None, str | None, bool]]) -> int:
-        """Each item's (title, category, available) into items(version, bucket)."""
+    def write_catalog(self, rows: Iterable[CatalogRow]) -> int:
+        """Each item's (item_id, title, category, available[, price]) into items(version,
+        bucket); rows without a price (or a None one) publish none."""
         layout, version, buckets = self.layout, self.version, self.buckets
         return self._write_hash_entries(
-            (layout.items(version, layout.bucket_of(i, buckets)), i, encode_item_info(t, c, a))
-            for i, t, c, a in rows
+            (
+                layout.items(version, layout.bucket_of(row[0], buckets)),
+                row[0],
+                encode_item_info(row[1], row[2], row[3], row[4] if len(row) > 4 else None),
+            )
+            for row in rows
         )
 
     def write_neighbours(self, rows: Iterable[tuple[str, str, Sequence[tuple[str, float]]]]) -> int:

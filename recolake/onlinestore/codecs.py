@@ -4,6 +4,7 @@ meta records ``codec`` (CODEC_VERSION), and readers decode with the codec it nam
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,13 +27,26 @@ def decode_items(payload: str | None) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in json.loads(payload)]
 
 
-def encode_item_info(title: str | None, category: str | None, available: bool) -> str:
-    """A catalog entry: ``{"title", "category", "available"}``."""
-    return json.dumps(
-        {"title": title, "category": category, "available": bool(available)},
-        separators=_COMPACT,
-        ensure_ascii=False,
-    )
+def encode_item_info(
+    title: str | None, category: str | None, available: bool, price: float | None = None
+) -> str:
+    """A catalog entry: ``{"title", "category", "available"[, "price"]}``. ``price`` only
+    when known (a finite number): entries without it are what publications before prices
+    wrote, and ``decode_price`` reads both as None."""
+    doc: dict[str, object] = {"title": title, "category": category, "available": bool(available)}
+    price = decode_price(price)
+    if price is not None:
+        doc["price"] = price
+    return json.dumps(doc, separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_price(value: object) -> float | None:
+    """A stored price as a float, or None when absent or not a finite number (a bool is not
+    a price): a bad value must not break the entry its title and availability are in."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def encode_document(doc: object) -> str:

@@ -83,7 +83,7 @@ class KeyLayout:
         return f"{self.namespace}:pub:{version}:nbr:{kind}:{bucket}"
 
     def items(self, version: str, bucket: int) -> str:
-        """Hash: item_id -> encoded {"title", "category", "available"}."""
+        """Hash: item_id -> encoded {"title", "category", "available"[, "price"]}."""
         return f"{self.namespace}:pub:{version}:items:{bucket}"
 
     def content_terms(self, version: str, bucket: int) -> str:
