@@ -339,3 +339,16 @@ class CatalogResponse(BaseModel):
     items: dict[str, CatalogItem | None] = Field(
         description="Item id -> its entry; null for an item the catalog does not know."
     )
+
+
+class ExampleUsersResponse(BaseModel):
+    """Example users of the live publication (GET /v1/users): the playground's user search."""
+
+    publication: str = Field(description="Id of the live Redis publish read.")
+    users: list[str] = Field(
+        description="Raw user ids starting with `prefix`, ordered by id (at most `limit`)."
+    )
+    examples: int = Field(
+        description="Example users the publication carries in all (at most the publish "
+        "job's `RECOLAKE_PUBLISH_EXAMPLE_USERS`; 0: it lists none)."
+    )

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features.tables import (
+    BRONZE_EVENTS,
     GOLD_ITEM_CATALOG,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
@@ -40,6 +41,7 @@ from features.tables import (
     GOLD_USER_PROFILE,
     LakeTable,
 )
+from features.transforms import pseudonymise_column
 from models.als import Indexes, recommend
 from models.topk import to_ranked_lists
 from pipelines.common import job_parser, parse, session_and_settings
@@ -326,6 +328,53 @@ def write_profiles(
     return sum(profile_rows(rows).rdd.mapPartitions(write_partition).collect())
 
 
+def example_users(
+    bronze: DataFrame, activity: DataFrame, key: bytes, n: int, *, col_activity: str = "activity"
+) -> DataFrame:
+    """(user_key, user_id) of the ``n`` users of ``activity`` (user_key, ``col_activity``)
+    with the most activity whose raw id ``bronze`` events hold, most active first (ties by
+    id). The raw id is matched by pseudonymising it as silver does (trimmed, HMAC), so no
+    table past bronze needs to hold one."""
+    raw = (
+        bronze.where(F.col(c.USER_ID).isNotNull() & (F.trim(c.USER_ID) != ""))
+        .select(F.trim(c.USER_ID).alias(c.USER_ID))
+        .distinct()
+        .withColumn(c.USER_KEY, pseudonymise_column(F.col(c.USER_ID), key))
+    )
+    return (
+        activity.join(raw, c.USER_KEY)
+        .orderBy(F.desc(col_activity), c.USER_ID)
+        .limit(n)
+        .select(c.USER_KEY, c.USER_ID)
+    )
+
+
+def write_example_users(
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    users: DataFrame,
+    strength: DataFrame,
+    writer: BatchWriter,
+) -> int:
+    """The raw ids of the ``publish_example_users`` most active published users (``users``:
+    user_key; activity: items in ``strength``), from bronze events ingested on ``ds``, into
+    the staged version: the page's "pick a known user" (GET /v1/users). Users erased before
+    this nightly are not in gold, so never picked; later erasures delete their entry."""
+    n = settings.publish_example_users
+    if n == 0 or not BRONZE_EVENTS.exists(spark, settings):
+        log.info("publish: no example users (publish_example_users=%d or no bronze.events)", n)
+        return 0
+    bronze = BRONZE_EVENTS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
+    activity = (
+        strength.groupBy(c.USER_KEY)
+        .agg(F.count(F.lit(1)).alias("activity"))
+        .join(users.select(c.USER_KEY), c.USER_KEY, "left_semi")
+    )
+    rows = example_users(bronze, activity, settings.require_pseudonymisation_key(), n).collect()
+    return writer.write_example_users((r[c.USER_KEY], r[c.USER_ID]) for r in rows)
+
+
 def served_weights(model_version) -> Weights | None:
     """The blend weights chosen for a registry model version (its SERVED_WEIGHTS_TAG), or
     None when it has none (then the publication serves the defaults and says so). A tag that
@@ -475,6 +524,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
     neighbours = write_neighbours(spark, settings, model_ds, writer)
     write_content_terms(spark, settings, model_ds, writer)
     profiles = write_profiles(spark, settings, ds, model_ds, writer)
+    examples = write_example_users(spark, settings, ds, indexes.users, strength, writer)
     replaced = writer.go_live(
         popular=popular,
         meta={
@@ -483,6 +533,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
             "users": str(users),
             "purchased_users": str(buyers),
             "profiles": str(profiles),
+            "example_users": str(examples),
             "items": str(items),
             "unavailable": str(health.unavailable),
             "popular_available": str(health.popular_available),

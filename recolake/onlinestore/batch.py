@@ -27,6 +27,7 @@ from recolake.onlinestore.codecs import (
     CODEC_VERSION,
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
+    encode_example_user,
     encode_index_block,
     encode_item_info,
     encode_items,
@@ -122,6 +123,15 @@ class BatchWriter:
         return self._write_hash_entries(
             (layout.profiles(version, layout.bucket_of(user, buckets)), user, encode_profile(p))
             for user, p in rows
+        )
+
+    def write_example_users(self, rows: Iterable[tuple[str, str]]) -> int:
+        """The publication's example users, (user key, raw id) most active first, into
+        examples(version): GET /v1/users lists them (the page's user search)."""
+        key = self.layout.examples(self.version)
+        return self._write_hash_entries(
+            (key, user_key, encode_example_user(user_id, rank))
+            for rank, (user_key, user_id) in enumerate(rows, start=1)
         )
 
     def write_item_index(self, item_ids: Iterable[str]) -> int:

@@ -224,6 +224,29 @@ def decode_profile(payload: str | None) -> dict | None:
     return {f: doc[f] for f in PROFILE_FIELDS}
 
 
+# --- example users (GET /v1/users: the page's user search) ---------------------------------
+
+
+def encode_example_user(user_id: str, rank: int) -> str:
+    """One example user of a publication: ``{"user_id": raw id, "rank": 1..n}`` (1: the
+    most active)."""
+    return json.dumps(
+        {"user_id": user_id, "rank": int(rank)}, separators=_COMPACT, ensure_ascii=False
+    )
+
+
+def decode_example_users(entries: Mapping[str, str]) -> list[str]:
+    """The raw ids of an examples hash (user key -> encoded entry), most active first;
+    ValueError for an entry without an id (a contract break, not skipped)."""
+    ranked = []
+    for payload in entries.values():
+        doc = json.loads(payload)
+        if not isinstance(doc, dict) or not isinstance(doc.get("user_id"), str):
+            raise ValueError(f"malformed example user: {str(payload)[:60]!r}")
+        ranked.append((int(doc.get("rank") or 0), doc["user_id"]))
+    return [user_id for _, user_id in sorted(ranked)]
+
+
 # --- merchandising rules (recolake/rules.py) ----------------------------------------------
 
 RULES_CODEC_VERSION = 1

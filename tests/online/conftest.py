@@ -60,12 +60,13 @@ ALICE_PROFILE = {
 
 def publish_sample(url: str, settings: Settings, version: str = "v7") -> None:
     """alice's ALS list and profile, the catalog above (with PRICES), neighbours of "shoe",
-    popular p1..p3; live."""
+    popular p1..p3, example users alice and bob; live."""
     layout = KeyLayout(settings.redis_namespace)
     writer = BatchWriter(url=url, layout=layout, version=version, buckets=settings.redis_buckets)
     alice = pseudonymise("alice", TEST_KEY.encode())
     writer.write_user_lists([(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])])
     writer.write_user_profiles([(alice, ALICE_PROFILE)])
+    writer.write_example_users([(alice, "alice"), (pseudonymise("bob", TEST_KEY.encode()), "bob")])
     writer.write_catalog([(*entry, PRICES.get(entry[0])) for entry in CATALOG])
     writer.write_neighbours(
         [
