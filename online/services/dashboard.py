@@ -18,6 +18,7 @@ from typing import Any
 
 from recolake.onlinestore.reader import NothingPublishedError, Reader
 from recolake.settings import Settings
+from recolake.timing import STEP_SECONDS, TOTAL_SECONDS
 
 log = logging.getLogger("recolake.api")
 
@@ -163,14 +164,14 @@ def _nightly(run) -> dict[str, Any] | None:
         return None
     metrics = run.data.metrics
     steps = [
-        {"step": name.removeprefix("step_seconds."), "seconds": value}
+        {"step": name.removeprefix(STEP_SECONDS), "seconds": value}
         for name, value in metrics.items()
-        if name.startswith("step_seconds.") and name != "step_seconds.total"
+        if name.startswith(STEP_SECONDS) and name != TOTAL_SECONDS
     ]
     return {
         **_run_head(run),
         "steps": steps,  # MLflow keeps no order: the page shows them as logged by name
-        "total_seconds": metrics.get("step_seconds.total", metrics.get("nightly_seconds")),
+        "total_seconds": metrics.get(TOTAL_SECONDS, metrics.get("nightly_seconds")),
     }
 
 
