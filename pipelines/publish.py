@@ -44,17 +44,31 @@ from features.tables import (
 from features.transforms import pseudonymise_column
 from models.als import Indexes, recommend
 from models.topk import to_ranked_lists
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake import tracking
 from recolake.onlinestore import NEIGHBOUR_KINDS
 from recolake.onlinestore.batch import BatchWriter
 from recolake.onlinestore.codecs import PROFILE_FIELDS, index_width
+from recolake.progress import Progress
 from recolake.ranking import Weights
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.publish")
 
 POPULAR_LIST_LENGTH = 200
+#: The batches of writes a publication is made of, in order: the steps of the progress bar
+#: publish draws on a terminal (recolake.progress; nothing in logs, Airflow or CI).
+PUBLISH_BATCHES = (
+    "item index",
+    "user lists",
+    "purchased sets",
+    "catalog",
+    "neighbours",
+    "content terms",
+    "profiles",
+    "example users",
+    "go live",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,14 @@ class PublishResult:
     weights: Weights | None = None
     #: Users whose profile (gold.user_profile) was published.
     profiles: int = 0
+    #: Raw ids of the most active users listed as examples (GET /v1/users).
+    examples: int = 0
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return (
+            f"users={self.users} items={self.items} popular={self.popular} version={self.version}"
+        )
 
 
 class NotServableError(RuntimeError):
@@ -497,53 +519,71 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
 
     version = f"{ds.isoformat()}.m{champion.version}.{uuid.uuid4().hex[:8]}"
     writer = BatchWriter.from_settings(settings, version)
+    with Progress(f"publish {ds}", total=len(PUBLISH_BATCHES)) as bar:  # on a terminal
 
-    index_ids = [
-        r[c.ITEM_ID]
-        for r in indexes.items.orderBy(c.ITEM_IDX).select(c.ITEM_ID, c.ITEM_IDX).toLocalIterator()
-    ]
-    index_blocks = writer.write_item_index(index_ids)
-    width = index_width(len(index_ids))
+        def written(count: object) -> None:
+            """The next batch of PUBLISH_BATCHES is written (``count`` of it): the bar says
+            so, and which one is being written now."""
+            done, rest = PUBLISH_BATCHES[bar.done], PUBLISH_BATCHES[bar.done + 1 :]
+            bar.advance(note=f"{done}: {count}" + (f"; writing {rest[0]}" if rest else ""))
 
-    def write_partition(rows):  # runs on executors
-        yield writer.write_user_positions(
-            (
+        index_ids = [
+            r[c.ITEM_ID]
+            for r in indexes.items.orderBy(c.ITEM_IDX)
+            .select(c.ITEM_ID, c.ITEM_IDX)
+            .toLocalIterator()
+        ]
+        index_blocks = writer.write_item_index(index_ids)
+        width = index_width(len(index_ids))
+        written(len(index_ids))
+
+        def write_partition(rows):  # runs on executors
+            yield writer.write_user_positions(
                 (
-                    r[c.USER_KEY],
-                    [i[c.ITEM_IDX] for i in r["items"]],
-                    [i[c.SCORE] for i in r["items"]],
-                )
-                for r in rows
-            ),
-            width,
-        )
+                    (
+                        r[c.USER_KEY],
+                        [i[c.ITEM_IDX] for i in r["items"]],
+                        [i[c.SCORE] for i in r["items"]],
+                    )
+                    for r in rows
+                ),
+                width,
+            )
 
-    users = sum(lists.rdd.mapPartitions(write_partition).collect())
-    buyers = write_purchased(spark, settings, ds, model_ds, indexes, writer, width)
-    items = write_catalog(spark, settings, ds, writer)
-    neighbours = write_neighbours(spark, settings, model_ds, writer)
-    write_content_terms(spark, settings, model_ds, writer)
-    profiles = write_profiles(spark, settings, ds, model_ds, writer)
-    examples = write_example_users(spark, settings, ds, indexes.users, strength, writer)
-    replaced = writer.go_live(
-        popular=popular,
-        meta={
-            "model_version": str(champion.version),
-            "ds": ds.isoformat(),
-            "users": str(users),
-            "purchased_users": str(buyers),
-            "profiles": str(profiles),
-            "example_users": str(examples),
-            "items": str(items),
-            "unavailable": str(health.unavailable),
-            "popular_available": str(health.popular_available),
-            **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
-        },
-        grace_seconds=settings.publish_grace_seconds,
-        index_blocks=index_blocks,
-        index_width=width,
-        weights=weights,
-    )
+        users = sum(lists.rdd.mapPartitions(write_partition).collect())
+        written(users)
+        buyers = write_purchased(spark, settings, ds, model_ds, indexes, writer, width)
+        written(buyers)
+        items = write_catalog(spark, settings, ds, writer)
+        written(items)
+        neighbours = write_neighbours(spark, settings, model_ds, writer)
+        written(sum(neighbours.values()))
+        terms = write_content_terms(spark, settings, model_ds, writer)
+        written(terms)
+        profiles = write_profiles(spark, settings, ds, model_ds, writer)
+        written(profiles)
+        examples = write_example_users(spark, settings, ds, indexes.users, strength, writer)
+        written(examples)
+        replaced = writer.go_live(
+            popular=popular,
+            meta={
+                "model_version": str(champion.version),
+                "ds": ds.isoformat(),
+                "users": str(users),
+                "purchased_users": str(buyers),
+                "profiles": str(profiles),
+                "example_users": str(examples),
+                "items": str(items),
+                "unavailable": str(health.unavailable),
+                "popular_available": str(health.popular_available),
+                **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
+            },
+            grace_seconds=settings.publish_grace_seconds,
+            index_blocks=index_blocks,
+            index_width=width,
+            weights=weights,
+        )
+        written(f"live, replaced {replaced}")
     result = PublishResult(
         version,
         str(champion.version),
@@ -554,6 +594,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         neighbours,
         weights,
         profiles,
+        examples,
     )
     log.info("publish %s: %s", ds, result)
     return result
@@ -566,15 +607,16 @@ def main(
 ) -> PublishResult:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-publish", spark, settings)
-    result = run(spark, settings, args.ds)
-    print(
-        f"publish {args.ds}: version {result.version} live (model v{result.model_version}, "
-        f"{result.users} users, {result.popular} popular items, {result.items} catalog items, "
-        f"neighbours {result.neighbours or {}}, blend weights "
-        f"{result.weights.as_dict() if result.weights else 'default'})",
-        flush=True,
+    return run_step(
+        "publish",
+        args.ds,
+        lambda: run(spark, settings, args.ds),
+        lambda r: (
+            f"{r.step_counts()} model=v{r.model_version} neighbours={r.neighbours or {}} "
+            f"weights={r.weights.as_dict() if r.weights else 'default'}"
+        ),
+        spark,
     )
-    return result
 
 
 if __name__ == "__main__":
