@@ -32,6 +32,9 @@ class RecommendedItem(BaseModel):
     title: str | None = Field(default=None, description="With `fields=title`.")
     category: str | None = Field(default=None, description="With `fields=category`.")
     available: bool | None = Field(default=None, description="With `fields=available`.")
+    price: float | None = Field(
+        default=None, description="With `fields=price` (null when the catalog has none)."
+    )
 
 
 class Filtered(BaseModel):
@@ -315,4 +318,37 @@ class UserProfileResponse(BaseModel):
     )
     preferred_hours: list[int] = Field(
         description="Up to 3 hours of day (0-23, UTC) with the most events, most first."
+    )
+
+
+# --- the page's reads (online/routers/ui.py, online/routers/users.py) ---------------------
+
+
+class CatalogItem(BaseModel):
+    """One item's catalog entry as served: the live overlay's (PUT /v1/items) over the
+    publication's."""
+
+    title: str | None
+    category: str | None
+    available: bool
+    price: float | None = Field(description="Null when the catalog has no price for it.")
+
+
+class CatalogResponse(BaseModel):
+    publication: str = Field(description="Id of the live Redis publish read.")
+    items: dict[str, CatalogItem | None] = Field(
+        description="Item id -> its entry; null for an item the catalog does not know."
+    )
+
+
+class ExampleUsersResponse(BaseModel):
+    """Example users of the live publication (GET /v1/users): the playground's user search."""
+
+    publication: str = Field(description="Id of the live Redis publish read.")
+    users: list[str] = Field(
+        description="Raw user ids starting with `prefix`, ordered by id (at most `limit`)."
+    )
+    examples: int = Field(
+        description="Example users the publication carries in all (at most the publish "
+        "job's `RECOLAKE_PUBLISH_EXAMPLE_USERS`; 0: it lists none)."
     )

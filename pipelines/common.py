@@ -1,19 +1,24 @@
-"""What every job entry point shares: the --ds argument, settings, the session."""
+"""What every job entry point shares: the --ds argument, settings, the session, and the one
+line a standalone job prints per step (``run_step``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
+from typing import TypeVar
 
 from pyspark.sql import SparkSession
 
 from recolake import logs
 from recolake.settings import Settings, get_settings
 from recolake.spark import build_session
+from recolake.timing import StepTimer
 
 log = logging.getLogger("recolake")
+
+T = TypeVar("T")
 
 
 def parse_ds(value: str) -> date:
@@ -53,3 +58,21 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     args = parser.parse_args(argv)
     logs.configure(args.verbose)
     return args
+
+
+def run_step(
+    name: str,
+    ds: date,
+    work: Callable[[], T],
+    counts: Callable[[T], str],
+    spark: SparkSession | None = None,
+) -> T:
+    """Run a standalone job (``recolake <job>``) as one timed step and print its line when it
+    ends, quiet or verbose, as the nightly prints one per step (recolake.timing.StepTimer:
+    ``<name> <ds>``, seconds, Spark jobs with a session, ``counts(result)``): a job run on
+    its own tells what it did and how long it took, not only the nightly."""
+    timer = StepTimer(spark, echo=True)
+    with timer.step(f"{name} {ds.isoformat()}") as step:
+        result = work()
+        step.counts = counts(result)
+    return result

@@ -24,7 +24,7 @@ from features.tables import (
     GOLD_ITEM_CONTENT_TERMS,
 )
 from models.content import content_model
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.content")
@@ -52,6 +52,11 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> int:
     return items
 
 
+def step_counts(items: int) -> str:
+    """What the step's line says (standalone and in the nightly)."""
+    return f"items={items}"
+
+
 def main(
     argv: Sequence[str] | None = None,
     spark: SparkSession | None = None,
@@ -59,7 +64,7 @@ def main(
 ) -> int:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-content", spark, settings)
-    return run(spark, settings, args.ds)
+    return run_step("content", args.ds, lambda: run(spark, settings, args.ds), step_counts, spark)
 
 
 if __name__ == "__main__":

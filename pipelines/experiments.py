@@ -31,7 +31,7 @@ from features import columns as c
 from features import experiments as fx
 from features.tables import GOLD_EXPERIMENT_RESULTS, SILVER_EVENTS, SILVER_IMPRESSIONS
 from models.experiments import VariantCounts, VariantResult, experiment_results
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake import tracking
 from recolake.settings import Settings
 
@@ -182,8 +182,14 @@ def main(
 ) -> ExperimentsResult:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-experiments", spark, settings)
-    result = run(spark, settings, args.ds)
-    print(f"experiments {args.ds}\n{result.report_text()}", flush=True)
+    result = run_step(
+        "experiments",
+        args.ds,
+        lambda: run(spark, settings, args.ds),
+        lambda r: f"variants={len(r.results)}",
+        spark,
+    )
+    print(result.report_text(), flush=True)  # the results themselves, a line per variant
     return result
 
 

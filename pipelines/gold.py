@@ -24,7 +24,7 @@ from features.tables import (
     SILVER_EVENTS,
     SILVER_ITEMS,
 )
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.gold")
@@ -36,6 +36,13 @@ class GoldCounts:
     popular_items: int
     catalog_items: int
     profiles: int = 0
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return (
+            f"pairs={self.user_item_pairs} popular={self.popular_items} "
+            f"items={self.catalog_items} profiles={self.profiles}"
+        )
 
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> GoldCounts:
@@ -95,7 +102,9 @@ def main(
 ) -> GoldCounts:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-gold", spark, settings)
-    return run(spark, settings, args.ds)
+    return run_step(
+        "gold", args.ds, lambda: run(spark, settings, args.ds), GoldCounts.step_counts, spark
+    )
 
 
 if __name__ == "__main__":

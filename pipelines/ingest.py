@@ -20,7 +20,7 @@ from features import columns as c
 from features import transforms
 from features.erasure import drop_erased, erasure_ledger
 from features.tables import BRONZE_EVENTS, BRONZE_ITEMS, ERASURE_LEDGER
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.ingest")
@@ -32,6 +32,10 @@ FORMATS = ("generic", "online_retail")
 class IngestResult:
     events: int
     items: int
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return f"events={self.events} items={self.items}"
 
 
 def read_csv(spark: SparkSession, path: str) -> DataFrame:
@@ -101,7 +105,13 @@ def main(
     parser.add_argument("--format", choices=FORMATS, default="generic", dest="source_format")
     args = parse(parser, argv)
     spark, settings = session_and_settings("recolake-ingest", spark, settings)
-    return run(spark, settings, args.ds, args.events, args.items, args.source_format)
+    return run_step(
+        "ingest",
+        args.ds,
+        lambda: run(spark, settings, args.ds, args.events, args.items, args.source_format),
+        IngestResult.step_counts,
+        spark,
+    )
 
 
 if __name__ == "__main__":

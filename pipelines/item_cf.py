@@ -19,7 +19,7 @@ from features import columns as c
 from features import transforms
 from features.tables import GOLD_ITEM_CF_NEIGHBOURS, GOLD_USER_ITEM_STRENGTH, SILVER_EVENTS
 from models.item_cf import history_and_basket_neighbours
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.item_cf")
@@ -29,6 +29,10 @@ log = logging.getLogger("recolake.item_cf")
 class ItemCFCounts:
     co_view: int
     bought_together: int
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return f"co_view={self.co_view} bought_together={self.bought_together}"
 
 
 def run(spark: SparkSession, settings: Settings, ds: date) -> ItemCFCounts:
@@ -66,7 +70,9 @@ def main(
 ) -> ItemCFCounts:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-item-cf", spark, settings)
-    return run(spark, settings, args.ds)
+    return run_step(
+        "item_cf", args.ds, lambda: run(spark, settings, args.ds), ItemCFCounts.step_counts, spark
+    )
 
 
 if __name__ == "__main__":

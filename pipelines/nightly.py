@@ -150,25 +150,22 @@ def main(
         step.counts = f"users={erased.users}"
     with timer.step("ingest") as step:
         ingested = ingest.run(spark, settings, ds, args.events, args.items, args.source_format)
-        step.counts = f"events={ingested.events} items={ingested.items}"
+        step.counts = ingested.step_counts()
     with timer.step("silver") as step:
         silver_counts = silver.run(spark, settings, ds)
-        step.counts = f"silver={silver_counts.silver} quarantined={silver_counts.quarantined}"
+        step.counts = silver_counts.step_counts()
     with timer.step("gold") as step:
         gold_counts = gold.run(spark, settings, ds)
-        step.counts = (
-            f"pairs={gold_counts.user_item_pairs} items={gold_counts.catalog_items} "
-            f"profiles={gold_counts.profiles}"
-        )
+        step.counts = gold_counts.step_counts()
     with timer.step("item_cf") as step:
         cf_counts = item_cf.run(spark, settings, ds)
-        step.counts = f"co_view={cf_counts.co_view} bought_together={cf_counts.bought_together}"
+        step.counts = cf_counts.step_counts()
     with timer.step("content") as step:
         content_items = content.run(spark, settings, ds)
-        step.counts = f"items={content_items}"
+        step.counts = content.step_counts(content_items)
     with timer.step("train") as step:
         trained = train.run(spark, settings, ds, keep_validation_fit=True)
-        step.counts = f"trials={len(trained.trials)} model=v{trained.model_version}"
+        step.counts = trained.step_counts()
     with timer.step("evaluate") as step:
         evaluation = evaluate.run(spark, settings, ds, validation_fit=trained.validation_fit)
         step.counts = f"models={len(evaluation.metrics)} users={evaluation.evaluated_users}" + (
@@ -176,10 +173,10 @@ def main(
         )
     with timer.step("promote") as step:
         promotion = promote.run(settings, ds)
-        step.counts = f"promoted={promotion.promoted}"
+        step.counts = promotion.step_counts()
     with timer.step("publish") as step:
         published = publish.run(spark, settings, ds)
-        step.counts = f"users={published.users} version={published.version}"
+        step.counts = published.step_counts()
     seconds = time.perf_counter() - started
     timing_run = log_timing(settings, ds, timer, seconds)
     result = NightlyResult(

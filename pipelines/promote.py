@@ -24,7 +24,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from pipelines.common import job_parser, parse
+from pipelines.common import job_parser, parse, run_step
 from pipelines.evaluate import model_ref
 from recolake import tracking
 from recolake.evaluation_document import (
@@ -46,6 +46,11 @@ class PromotionResult:
     promoted: bool
     reason: str
     evaluation_run_id: str
+
+    def step_counts(self) -> str:
+        """What the step's line says (the nightly's summary gives the reason)."""
+        verdict = "promoted" if self.promoted else "not promoted"
+        return f"candidate=v{self.candidate_version} {verdict}"
 
 
 def promotion_decision(new: float, champion: float | None, metric: str) -> tuple[bool, str]:
@@ -164,13 +169,12 @@ def main(
 ) -> PromotionResult:
     """``spark`` is accepted like every job's main() but not needed: the gate is MLflow only."""
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
-    result = run(settings or get_settings(), args.ds)
-    print(
-        f"promote {args.ds}: candidate v{result.candidate_version} "
-        f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}",
-        flush=True,
+    return run_step(
+        "promote",
+        args.ds,
+        lambda: run(settings or get_settings(), args.ds),
+        lambda r: f"{r.step_counts()}: {r.reason}",
     )
-    return result
 
 
 if __name__ == "__main__":

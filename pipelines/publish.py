@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features.tables import (
+    BRONZE_EVENTS,
     GOLD_ITEM_CATALOG,
     GOLD_ITEM_CF_NEIGHBOURS,
     GOLD_ITEM_CONTENT_NEIGHBOURS,
@@ -40,19 +41,34 @@ from features.tables import (
     GOLD_USER_PROFILE,
     LakeTable,
 )
+from features.transforms import pseudonymise_column
 from models.als import Indexes, recommend
 from models.topk import to_ranked_lists
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake import tracking
 from recolake.onlinestore import NEIGHBOUR_KINDS
 from recolake.onlinestore.batch import BatchWriter
 from recolake.onlinestore.codecs import PROFILE_FIELDS, index_width
+from recolake.progress import Progress
 from recolake.ranking import Weights
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.publish")
 
 POPULAR_LIST_LENGTH = 200
+#: The batches of writes a publication is made of, in order: the steps of the progress bar
+#: publish draws on a terminal (recolake.progress; nothing in logs, Airflow or CI).
+PUBLISH_BATCHES = (
+    "item index",
+    "user lists",
+    "purchased sets",
+    "catalog",
+    "neighbours",
+    "content terms",
+    "profiles",
+    "example users",
+    "go live",
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,14 @@ class PublishResult:
     weights: Weights | None = None
     #: Users whose profile (gold.user_profile) was published.
     profiles: int = 0
+    #: Raw ids of the most active users listed as examples (GET /v1/users).
+    examples: int = 0
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return (
+            f"users={self.users} items={self.items} popular={self.popular} version={self.version}"
+        )
 
 
 class NotServableError(RuntimeError):
@@ -156,15 +180,16 @@ def check_servable(spark: SparkSession, settings: Settings, ds: date) -> Servabi
 
 def write_catalog(spark: SparkSession, settings: Settings, ds: date, writer: BatchWriter) -> int:
     """gold.item_catalog as of ``ds`` into the staged version: titles and categories for
-    reasons and diversity, availability for the filter. Written on the executors."""
+    reasons and diversity, availability for the filter, prices for responses (``?fields=``,
+    /v1/catalog, the page's cards). Written on the executors."""
     rows = (
         GOLD_ITEM_CATALOG.read_or_empty(spark, settings)
         .where(F.col(c.DS) == F.lit(ds))
-        .select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.AVAILABLE)
+        .select(c.ITEM_ID, c.TITLE, c.CATEGORY, c.AVAILABLE, c.PRICE)
     )
 
     def write_partition(part):  # runs on executors
-        yield writer.write_catalog((r[0], r[1], r[2], r[3]) for r in part)
+        yield writer.write_catalog((r[0], r[1], r[2], r[3], r[4]) for r in part)
 
     written = sum(rows.rdd.mapPartitions(write_partition).collect())
     if not written:
@@ -325,6 +350,53 @@ def write_profiles(
     return sum(profile_rows(rows).rdd.mapPartitions(write_partition).collect())
 
 
+def example_users(
+    bronze: DataFrame, activity: DataFrame, key: bytes, n: int, *, col_activity: str = "activity"
+) -> DataFrame:
+    """(user_key, user_id) of the ``n`` users of ``activity`` (user_key, ``col_activity``)
+    with the most activity whose raw id ``bronze`` events hold, most active first (ties by
+    id). The raw id is matched by pseudonymising it as silver does (trimmed, HMAC), so no
+    table past bronze needs to hold one."""
+    raw = (
+        bronze.where(F.col(c.USER_ID).isNotNull() & (F.trim(c.USER_ID) != ""))
+        .select(F.trim(c.USER_ID).alias(c.USER_ID))
+        .distinct()
+        .withColumn(c.USER_KEY, pseudonymise_column(F.col(c.USER_ID), key))
+    )
+    return (
+        activity.join(raw, c.USER_KEY)
+        .orderBy(F.desc(col_activity), c.USER_ID)
+        .limit(n)
+        .select(c.USER_KEY, c.USER_ID)
+    )
+
+
+def write_example_users(
+    spark: SparkSession,
+    settings: Settings,
+    ds: date,
+    users: DataFrame,
+    strength: DataFrame,
+    writer: BatchWriter,
+) -> int:
+    """The raw ids of the ``publish_example_users`` most active published users (``users``:
+    user_key; activity: items in ``strength``), from bronze events ingested on ``ds``, into
+    the staged version: the page's "pick a known user" (GET /v1/users). Users erased before
+    this nightly are not in gold, so never picked; later erasures delete their entry."""
+    n = settings.publish_example_users
+    if n == 0 or not BRONZE_EVENTS.exists(spark, settings):
+        log.info("publish: no example users (publish_example_users=%d or no bronze.events)", n)
+        return 0
+    bronze = BRONZE_EVENTS.read(spark, settings).where(F.col(c.INGEST_DS) == F.lit(ds))
+    activity = (
+        strength.groupBy(c.USER_KEY)
+        .agg(F.count(F.lit(1)).alias("activity"))
+        .join(users.select(c.USER_KEY), c.USER_KEY, "left_semi")
+    )
+    rows = example_users(bronze, activity, settings.require_pseudonymisation_key(), n).collect()
+    return writer.write_example_users((r[c.USER_KEY], r[c.USER_ID]) for r in rows)
+
+
 def served_weights(model_version) -> Weights | None:
     """The blend weights chosen for a registry model version (its SERVED_WEIGHTS_TAG), or
     None when it has none (then the publication serves the defaults and says so). A tag that
@@ -447,51 +519,71 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
 
     version = f"{ds.isoformat()}.m{champion.version}.{uuid.uuid4().hex[:8]}"
     writer = BatchWriter.from_settings(settings, version)
+    with Progress(f"publish {ds}", total=len(PUBLISH_BATCHES)) as bar:  # on a terminal
 
-    index_ids = [
-        r[c.ITEM_ID]
-        for r in indexes.items.orderBy(c.ITEM_IDX).select(c.ITEM_ID, c.ITEM_IDX).toLocalIterator()
-    ]
-    index_blocks = writer.write_item_index(index_ids)
-    width = index_width(len(index_ids))
+        def written(count: object) -> None:
+            """The next batch of PUBLISH_BATCHES is written (``count`` of it): the bar says
+            so, and which one is being written now."""
+            done, rest = PUBLISH_BATCHES[bar.done], PUBLISH_BATCHES[bar.done + 1 :]
+            bar.advance(note=f"{done}: {count}" + (f"; writing {rest[0]}" if rest else ""))
 
-    def write_partition(rows):  # runs on executors
-        yield writer.write_user_positions(
-            (
+        index_ids = [
+            r[c.ITEM_ID]
+            for r in indexes.items.orderBy(c.ITEM_IDX)
+            .select(c.ITEM_ID, c.ITEM_IDX)
+            .toLocalIterator()
+        ]
+        index_blocks = writer.write_item_index(index_ids)
+        width = index_width(len(index_ids))
+        written(len(index_ids))
+
+        def write_partition(rows):  # runs on executors
+            yield writer.write_user_positions(
                 (
-                    r[c.USER_KEY],
-                    [i[c.ITEM_IDX] for i in r["items"]],
-                    [i[c.SCORE] for i in r["items"]],
-                )
-                for r in rows
-            ),
-            width,
-        )
+                    (
+                        r[c.USER_KEY],
+                        [i[c.ITEM_IDX] for i in r["items"]],
+                        [i[c.SCORE] for i in r["items"]],
+                    )
+                    for r in rows
+                ),
+                width,
+            )
 
-    users = sum(lists.rdd.mapPartitions(write_partition).collect())
-    buyers = write_purchased(spark, settings, ds, model_ds, indexes, writer, width)
-    items = write_catalog(spark, settings, ds, writer)
-    neighbours = write_neighbours(spark, settings, model_ds, writer)
-    write_content_terms(spark, settings, model_ds, writer)
-    profiles = write_profiles(spark, settings, ds, model_ds, writer)
-    replaced = writer.go_live(
-        popular=popular,
-        meta={
-            "model_version": str(champion.version),
-            "ds": ds.isoformat(),
-            "users": str(users),
-            "purchased_users": str(buyers),
-            "profiles": str(profiles),
-            "items": str(items),
-            "unavailable": str(health.unavailable),
-            "popular_available": str(health.popular_available),
-            **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
-        },
-        grace_seconds=settings.publish_grace_seconds,
-        index_blocks=index_blocks,
-        index_width=width,
-        weights=weights,
-    )
+        users = sum(lists.rdd.mapPartitions(write_partition).collect())
+        written(users)
+        buyers = write_purchased(spark, settings, ds, model_ds, indexes, writer, width)
+        written(buyers)
+        items = write_catalog(spark, settings, ds, writer)
+        written(items)
+        neighbours = write_neighbours(spark, settings, model_ds, writer)
+        written(sum(neighbours.values()))
+        terms = write_content_terms(spark, settings, model_ds, writer)
+        written(terms)
+        profiles = write_profiles(spark, settings, ds, model_ds, writer)
+        written(profiles)
+        examples = write_example_users(spark, settings, ds, indexes.users, strength, writer)
+        written(examples)
+        replaced = writer.go_live(
+            popular=popular,
+            meta={
+                "model_version": str(champion.version),
+                "ds": ds.isoformat(),
+                "users": str(users),
+                "purchased_users": str(buyers),
+                "profiles": str(profiles),
+                "example_users": str(examples),
+                "items": str(items),
+                "unavailable": str(health.unavailable),
+                "popular_available": str(health.popular_available),
+                **{f"neighbours_{kind}": str(n) for kind, n in neighbours.items()},
+            },
+            grace_seconds=settings.publish_grace_seconds,
+            index_blocks=index_blocks,
+            index_width=width,
+            weights=weights,
+        )
+        written(f"live, replaced {replaced}")
     result = PublishResult(
         version,
         str(champion.version),
@@ -502,6 +594,7 @@ def run(spark: SparkSession, settings: Settings, ds: date) -> PublishResult:
         neighbours,
         weights,
         profiles,
+        examples,
     )
     log.info("publish %s: %s", ds, result)
     return result
@@ -514,15 +607,16 @@ def main(
 ) -> PublishResult:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-publish", spark, settings)
-    result = run(spark, settings, args.ds)
-    print(
-        f"publish {args.ds}: version {result.version} live (model v{result.model_version}, "
-        f"{result.users} users, {result.popular} popular items, {result.items} catalog items, "
-        f"neighbours {result.neighbours or {}}, blend weights "
-        f"{result.weights.as_dict() if result.weights else 'default'})",
-        flush=True,
+    return run_step(
+        "publish",
+        args.ds,
+        lambda: run(spark, settings, args.ds),
+        lambda r: (
+            f"{r.step_counts()} model=v{r.model_version} neighbours={r.neighbours or {}} "
+            f"weights={r.weights.as_dict() if r.weights else 'default'}"
+        ),
+        spark,
     )
-    return result
 
 
 if __name__ == "__main__":

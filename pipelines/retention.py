@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features.tables import ALL_TABLES
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from pipelines.forget import DELTA_MIN_RETENTION_HOURS
 from recolake.settings import Settings
 
@@ -70,9 +70,13 @@ def main(
 ) -> RetentionResult:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-retention", spark, settings)
-    result = run(spark, settings, args.ds)
-    print(f"retention {args.ds}: before {result.before}: {result.deleted_rows}", flush=True)
-    return result
+    return run_step(
+        "retention",
+        args.ds,
+        lambda: run(spark, settings, args.ds),
+        lambda r: f"before={r.before} deleted={r.deleted_rows}",
+        spark,
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from features.tables import (
     SILVER_IMPRESSIONS,
     SILVER_ITEMS,
 )
-from pipelines.common import job_parser, parse, session_and_settings
+from pipelines.common import job_parser, parse, run_step, session_and_settings
 from recolake.settings import Settings
 
 log = logging.getLogger("recolake.silver")
@@ -50,6 +50,15 @@ class SilverCounts:
     silver_inserted: int
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     erased: int = 0  # events of users erased on request (features.erasure): dropped
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        reasons = ",".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
+        return (
+            f"input={self.input} silver={self.silver} quarantined={self.quarantined}"
+            + (f" ({reasons})" if reasons else "")
+            + f" duplicates={self.duplicates} erased={self.erased}"
+        )
 
     def balanced(self) -> bool:
         return self.input == self.silver + self.quarantined + self.duplicates + self.erased
@@ -123,9 +132,9 @@ def main(
 ) -> SilverCounts:
     args = parse(job_parser(__doc__.splitlines()[0]), argv)
     spark, settings = session_and_settings("recolake-silver", spark, settings)
-    counts = run(spark, settings, args.ds)
-    print(f"silver {args.ds}: {counts.report()}", flush=True)
-    return counts
+    return run_step(
+        "silver", args.ds, lambda: run(spark, settings, args.ds), SilverCounts.step_counts, spark
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from features.tables import GOLD_USER_ITEM_STRENGTH, ITEM_INDEX, SILVER_EVENTS, 
 from models.als import ALSParams, Indexes, encoded_training, train_als
 from models.evaluation import EvalSplit, RankingEvaluation, prepare_split
 from models.offline import als_lists
-from pipelines.common import job_parser, parse, session_and_settings
-from recolake import tracking
+from pipelines.common import job_parser, parse, run_step, session_and_settings
+from recolake import logs, tracking
 from recolake.progress import Progress
 from recolake.settings import Settings
 
@@ -72,6 +72,10 @@ class TrainResult:
     trials: list[Trial] = field(default_factory=list)
     #: Only in the same session, only when asked for (train.run(keep_validation_fit=True)).
     validation_fit: ValidationFit | None = field(default=None, compare=False, repr=False)
+
+    def step_counts(self) -> str:
+        """What the step's line says (standalone and in the nightly)."""
+        return f"trials={len(self.trials)} model=v{self.model_version}"
 
     def report(self) -> str:
         lines = [f"chosen: {self.params.as_dict()}"]
@@ -308,11 +312,15 @@ def main(
             flush=True,
         )
         return again
-    result = run(spark, settings, args.ds)
-    print(
-        f"train {args.ds}: model version {result.model_version} (candidate)\n{result.report()}",
-        flush=True,
+    result = run_step(
+        "train",
+        args.ds,
+        lambda: run(spark, settings, args.ds),
+        lambda r: f"{r.step_counts()} (candidate) chosen={r.params.as_dict()}",
+        spark,
     )
+    if logs.is_verbose():  # every trial's metrics (MLflow has them too)
+        print(result.report(), flush=True)
     return result
 
 

@@ -39,11 +39,14 @@ NOT_ANCHOR_TYPES = frozenset({"remove_from_cart", "hide", "dislike"})
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """Published catalog entry of one item."""
+    """Published catalog entry of one item. ``price`` is never used to rank: it rides along
+    so responses (``?fields=price``, /v1/catalog, the page's cards) need no second lookup;
+    None when the catalog has none (or the entry was published before prices were)."""
 
     title: str | None = None
     category: str | None = None
     available: bool = True
+    price: float | None = None
 
 
 @dataclass(frozen=True)

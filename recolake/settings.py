@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         default=False,
         description="Publish a catalog that fails those checks anyway (logged as a warning).",
     )
+    publish_example_users: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Raw ids of the most active users a publication carries as examples (the "
+        "page's user search, GET /v1/users, read token): the only raw user ids Redis holds, "
+        "so bounded and small; 0 publishes none.",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     redis_connect_timeout_seconds: float = Field(

@@ -19,8 +19,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
+if TYPE_CHECKING:  # the API's dashboard reads the metric names below without pyspark
+    from pyspark.sql import SparkSession
+
+#: MLflow metric names of the step times (``metrics``): ``step_seconds.<step>`` per step and
+#: their sum; the dashboard (online/services/dashboard.py) reads them by these names.
+STEP_SECONDS = "step_seconds."
+TOTAL_SECONDS = STEP_SECONDS + "total"
+SPARK_JOBS = "spark_jobs."
 
 
 @dataclass
@@ -79,11 +87,9 @@ class StepTimer:
         return "\n".join(lines)
 
     def metrics(self) -> dict[str, float]:
-        out = {f"step_seconds.{s.name}": s.seconds for s in self.steps}
-        out.update(
-            {f"spark_jobs.{s.name}": float(s.jobs) for s in self.steps if s.jobs is not None}
-        )
-        out["step_seconds.total"] = self.total
+        out = {STEP_SECONDS + s.name: s.seconds for s in self.steps}
+        out.update({SPARK_JOBS + s.name: float(s.jobs) for s in self.steps if s.jobs is not None})
+        out[TOTAL_SECONDS] = self.total
         return out
 
     def log_to_mlflow(self) -> None:

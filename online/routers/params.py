@@ -57,7 +57,16 @@ def parse_exclude(values: list[str] | None) -> frozenset[str]:
 
 
 #: Query parameters that take one value (``exclude`` is the only list).
-SCALAR_QUERY = ("k", "category", "session_id", "user_id", "exclude_purchased", "exclude_recent")
+SCALAR_QUERY = (
+    "k",
+    "category",
+    "session_id",
+    "user_id",
+    "exclude_purchased",
+    "exclude_recent",
+    "prefix",
+    "limit",
+)
 
 
 async def _single_valued(request: Request) -> None:

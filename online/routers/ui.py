@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep
 from online.routers.params import MAX_EXCLUDE, READ_ERRORS, SingleValued
+from online.schemas import CatalogResponse
 from online.services import dashboard as service
 from online.services.common import guarded
 
@@ -83,10 +84,11 @@ ItemIds = Annotated[
 ]
 
 
-@api.get("/catalog", responses=READ_ERRORS)
+@api.get("/catalog", response_model=CatalogResponse, responses=READ_ERRORS)
 async def catalog(ids: ItemIds, reader: ReaderDep, settings: SettingsDep) -> dict[str, Any]:
-    """Published catalog entries (title, category, available) of the given items, from the
-    live publication; an item it does not know maps to null."""
+    """Catalog entries (title, category, available, price) of the given items as served:
+    the live publication's, or what PUT /v1/items put over them since; an item neither
+    knows maps to null."""
     items = list(dict.fromkeys(i.strip() for i in ids.split(",") if i.strip()))
     if not items or len(items) > MAX_EXCLUDE:
         raise HTTPException(422, detail=f"give 1 to {MAX_EXCLUDE} item ids")

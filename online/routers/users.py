@@ -1,15 +1,22 @@
-"""/v1/users/{user_id}: the published profile (read token) and the right to erasure (write
-token); the logic is online/services/users.py."""
+"""/v1/users: the publication's example users and a user's published profile (read token),
+and the right to erasure (write token); the logic is online/services/users.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from online.deps import ReadAuth, ReaderDep, SettingsDep, WriteAuth
-from online.routers.params import READ_ERRORS, SingleValued
+from online.routers.params import MAX_ID_LENGTH, READ_ERRORS, SingleValued
 from online.routers.recommendations import UserId
-from online.schemas import ErasureResponse, ErrorResponse, UserProfileResponse
-from online.services.users import forget, profile_of
+from online.schemas import (
+    ErasureResponse,
+    ErrorResponse,
+    ExampleUsersResponse,
+    UserProfileResponse,
+)
+from online.services.users import example_users, forget, profile_of
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[WriteAuth])
 
@@ -56,3 +63,27 @@ async def user_profile(user_id: UserId, reader: ReaderDep, settings: SettingsDep
     published with it): recency, frequency, monetary value and their 1-5 scores with a
     named segment, category and brand affinity, price band, preferred hours (UTC)."""
     return await profile_of(reader, settings, user_id)
+
+
+Prefix = Annotated[
+    str,
+    Query(max_length=MAX_ID_LENGTH, description="Only ids starting with this (case-sensitive)."),
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="How many ids to return at most.")]
+
+
+@profiles.get(
+    "",
+    response_model=ExampleUsersResponse,
+    responses=READ_ERRORS,
+    summary="Example users of the live publication (search by id prefix)",
+)
+async def list_example_users(
+    reader: ReaderDep, settings: SettingsDep, prefix: Prefix = "", limit: Limit = 20
+) -> dict:
+    """Raw ids of the live publication's example users (the most active users of its data,
+    at most `RECOLAKE_PUBLISH_EXAMPLE_USERS`, default 20; the page's user search) starting
+    with `prefix`, most active first. Never the whole user base: Redis keys users by a
+    pseudonym, and these examples are the only raw ids a publication carries (an erased user
+    leaves the list at once)."""
+    return await example_users(reader, settings, prefix, limit)

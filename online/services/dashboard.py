@@ -18,6 +18,7 @@ from typing import Any
 
 from recolake.onlinestore.reader import NothingPublishedError, Reader
 from recolake.settings import Settings
+from recolake.timing import STEP_SECONDS, TOTAL_SECONDS
 
 log = logging.getLogger("recolake.api")
 
@@ -163,14 +164,14 @@ def _nightly(run) -> dict[str, Any] | None:
         return None
     metrics = run.data.metrics
     steps = [
-        {"step": name.removeprefix("step_seconds."), "seconds": value}
+        {"step": name.removeprefix(STEP_SECONDS), "seconds": value}
         for name, value in metrics.items()
-        if name.startswith("step_seconds.") and name != "step_seconds.total"
+        if name.startswith(STEP_SECONDS) and name != TOTAL_SECONDS
     ]
     return {
         **_run_head(run),
         "steps": steps,  # MLflow keeps no order: the page shows them as logged by name
-        "total_seconds": metrics.get("step_seconds.total", metrics.get("nightly_seconds")),
+        "total_seconds": metrics.get(TOTAL_SECONDS, metrics.get("nightly_seconds")),
     }
 
 
@@ -235,8 +236,9 @@ def report_file(settings: Settings, relative: str) -> Path | None:
 
 
 async def catalog(reader: Reader, item_ids: list[str]) -> dict[str, Any]:
-    """Published catalog entries of ``item_ids`` (through the Reader's per-version cache):
-    item id -> {title, category, available}, or null when the publication does not know it."""
+    """Catalog entries of ``item_ids`` as served (the live overlay's over the publication's,
+    through the Reader's per-version cache): item id -> {title, category, available, price},
+    or null when neither knows it."""
     pub = await reader.publication()
     known, _ = await reader.details(pub, item_ids, ())
     out: dict[str, Any] = {}
@@ -245,6 +247,11 @@ async def catalog(reader: Reader, item_ids: list[str]) -> dict[str, Any]:
         out[item] = (
             None
             if info is None
-            else {"title": info.title, "category": info.category, "available": info.available}
+            else {
+                "title": info.title,
+                "category": info.category,
+                "available": info.available,
+                "price": info.price,
+            }
         )
     return {"publication": pub.version, "items": out}

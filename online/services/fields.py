@@ -1,5 +1,5 @@
-"""``?fields=title,category`` on recommendation and item-page responses: each item carries
-those catalog fields, so an app needs no second lookup.
+"""``?fields=title,category,price`` on recommendation and item-page responses: each item
+carries those catalog fields, so an app needs no second lookup.
 
 Cheap by construction: the blend already read the catalog entry of every candidate, so the
 Reader's per-version cache answers (no extra round trip unless an entry was evicted)."""
@@ -14,8 +14,9 @@ from online.services.common import guarded
 from recolake.onlinestore.reader import Reader
 from recolake.settings import Settings
 
-#: The catalog fields a response can carry (recolake.ranking.ItemInfo: what is published).
-ITEM_FIELDS = ("title", "category", "available")
+#: The catalog fields a response can carry (recolake.ranking.ItemInfo: what is published,
+#: or what PUT /v1/items put over it since; ``price`` is null when the catalog has none).
+ITEM_FIELDS = ("title", "category", "available", "price")
 
 
 def parse_fields(value: str | None) -> tuple[str, ...]:
@@ -63,6 +64,8 @@ Fields = Annotated[
         max_length=200,
         pattern=_FIELDS_PATTERN,
         description="Comma-separated catalog fields to add to every item, from the published "
-        f"catalog: any of {', '.join(ITEM_FIELDS)} (e.g. `fields=title,category`).",
+        f"catalog: any of {', '.join(ITEM_FIELDS)} (e.g. `fields=title,category,price`); "
+        "the live catalog's value when PUT /v1/items changed the item since the publication; "
+        "null for an item the catalog has no value of.",
     ),
 ]

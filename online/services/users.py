@@ -1,5 +1,6 @@
-"""A user's published profile (GET /v1/users/{user_id}/profile), and erasing a user
-(DELETE /v1/users/{user_id}): at once in Redis, durably queued for the lake.
+"""A user's published profile (GET /v1/users/{user_id}/profile), the publication's example
+users (GET /v1/users), and erasing a user (DELETE /v1/users/{user_id}): at once in Redis,
+durably queued for the lake.
 
 The request is written first (recolake.erasure: fsynced, pseudonymised key only), so an
 accepted erasure survives a crash of this process or of Redis; then the user's real-time
@@ -52,3 +53,18 @@ async def profile_of(reader: Reader, settings: Settings, user_id: str) -> dict:
     for name, label in (("top_categories", "category"), ("top_brands", "brand")):
         profile[name] = [{label: k, "share": share} for k, share in profile[name]]
     return {"user_id": user_id, "publication": pub.version, **profile}
+
+
+async def example_users(reader: Reader, settings: Settings, prefix: str, limit: int) -> dict:
+    """The response document of GET /v1/users: the live publication's example users whose
+    raw id starts with ``prefix`` (most active first, at most ``limit``).
+
+    Why only examples: Redis keys users by an HMAC of their id (recolake.privacy), so the
+    users a publication knows cannot be listed, and the raw ids stay in bronze. The publish
+    job copies the raw ids of the ``publish_example_users`` most active users (default 20)
+    into the publication, so the page can offer known users; that bounded list is all a
+    read-token holder learns beyond what the ids they already know return, and an erasure
+    removes the user from it at once."""
+    pub, users = await guarded(reader.example_users(), settings.api_redis_deadline_seconds)
+    matching = [u for u in users if u.startswith(prefix)]
+    return {"publication": pub.version, "users": matching[:limit], "examples": len(users)}

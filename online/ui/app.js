@@ -22,15 +22,26 @@ function status(text, ok = false) {
   $("status").className = ok ? "ok" : "";
 }
 
+// The write token goes only with the requests that post (POST /v1/events): reads send the read
+// token or nothing, so a page that only reads never holds a token that can change data.
+function tokenFor(method) {
+  return store.getItem(method === "GET" ? TOKENS.read : TOKENS.write) || "";
+}
+
 async function api(path, { method = "GET", body } = {}) {
-  const token = store.getItem(method === "GET" ? TOKENS.read : TOKENS.write) ||
-    (method === "GET" ? store.getItem(TOKENS.write) : "");
+  const token = tokenFor(method);
+  if (method !== "GET" && !token) {
+    throw new Error("posting needs the write token: type it above (reads work without it)");
+  }
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const resp = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
   const data = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
   if (!resp.ok) {
+    if (method === "GET" && resp.status === 401 && !token) {
+      throw new Error("reads need the read token: type it above (the write token is only used to post)");
+    }
     const detail = typeof data?.detail === "string" ? data.detail : JSON.stringify(data?.detail);
     throw new Error(`${method} ${path.split("?")[0]}: ${resp.status} ${detail || ""}`);
   }
@@ -55,12 +66,16 @@ function recommendationsPath({ user, session }) {
   return user ? `/v1/recommendations/${encodeURIComponent(user)}?${q}` : `/v1/recommendations?${q}`;
 }
 
+function price(info) {
+  return info?.price != null ? info.price.toFixed(2) : "price n/a";
+}
+
 function card(item, info, actions) {
   const title = info?.title || item.item_id;
   return el("div", { class: "card", "data-item": item.item_id },
     el("h4", { class: "title", onclick: guard(() => actions.open(item)) }, title),
-    el("div", { class: "meta" },
-      `${info?.category ?? "?"} · ${item.price != null ? item.price : "price n/a"} · ${item.item_id}`),
+    el("div", { class: "meta" }, `${info?.category ?? "?"} · `,
+      el("span", { class: "price" }, price(info)), ` · ${item.item_id}`),
     item.source ? el("div", { class: "meta" }, `source ${item.source} · score ${item.score.toFixed(3)}`) : "",
     item.reason ? el("div", { class: "reason" }, item.reason) : "",
     ...(actions.buttons || []).map(([label, fn]) => el("button", { type: "button", onclick: guard(() => fn(item)) }, label)),
@@ -85,6 +100,20 @@ async function showRecommendations() {
   $("recent").replaceChildren(...body.recent.map((id) =>
     el("li", { "data-item": id }, info[id]?.title ? `${info[id].title} (${id})` : id)));
   return body;
+}
+
+// "Pick a known user": the live publication's example users (GET /v1/users, the most active
+// users' ids the publish job lists) as suggestions of the user id box, by prefix.
+let suggested = 0;
+async function suggestUsers() {
+  const asked = ++suggested;
+  const q = new URLSearchParams({ prefix: $("user-id").value.trim(), limit: "20" });
+  const body = await api(`/v1/users?${q}`);
+  if (asked !== suggested) return; // a newer keystroke asked since
+  $("known-users").replaceChildren(...body.users.map((id) => el("option", { value: id })));
+  $("users-hint").textContent = body.examples
+    ? `${body.users.length} of ${body.examples} example users match`
+    : "this publication lists no example users";
 }
 
 function signature(body) {
@@ -136,6 +165,7 @@ async function showItem() {
   const [similar, together] = await Promise.all([api(path("similar")), api(path("bought-together"))]);
   const info = await catalogOf([id, ...similar.items.map((i) => i.item_id), ...together.items.map((i) => i.item_id)]);
   $("item-title").textContent = info[id]?.title ? `${info[id].title} (${info[id].category ?? "?"})` : id;
+  $("item-price").textContent = info[id] ? price(info[id]) : "";
   const actions = { open: (i) => openItem(i.item_id) };
   for (const [target, body] of [["similar", similar], ["bought-together", together]]) {
     $(target).replaceChildren(...body.items.map((i) => card(i, info[i.item_id], actions)));
@@ -201,7 +231,7 @@ async function showDashboard() {
     [[bytes(m.used_bytes), bytes(m.peak_bytes), m.maxmemory_bytes ? bytes(m.maxmemory_bytes) : "no limit", m.nodes]]);
   const plots = [];
   for (const path of d.report_images) {
-    const token = store.getItem(TOKENS.read) || store.getItem(TOKENS.write);
+    const token = tokenFor("GET");
     const resp = await fetch(`/ui/reports/${path}`, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
     if (resp.ok) plots.push(el("img", { src: URL.createObjectURL(await resp.blob()), alt: path, title: path }));
   }
@@ -235,6 +265,10 @@ document.addEventListener("DOMContentLoaded", () => {
     status("tokens kept for this tab", true);
   });
   $("who").addEventListener("submit", guard(showRecommendations));
+  let typing = null;
+  const suggest = () => { clearTimeout(typing); typing = setTimeout(guard(suggestUsers), 150); };
+  $("user-id").addEventListener("input", suggest);
+  $("user-id").addEventListener("focus", suggest);
   $("fresh").addEventListener("click", guard(async () => {
     $("user-id").value = "";
     $("session-id").value = newSessionId();

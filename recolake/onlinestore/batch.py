@@ -27,6 +27,7 @@ from recolake.onlinestore.codecs import (
     CODEC_VERSION,
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
+    encode_example_user,
     encode_index_block,
     encode_item_info,
     encode_items,
@@ -40,6 +41,12 @@ from recolake.onlinestore.ttl import TtlPolicy
 from recolake.ranking import Weights
 
 WRITE_CHUNK = 500
+
+#: One published catalog entry: (item_id, title, category, available) or the same + price.
+CatalogRow = (
+    tuple[str, str | None, str | None, bool]
+    | tuple[str, str | None, str | None, bool, float | None]
+)
 
 #: Meta fields go_live sets itself (a caller's meta cannot override them).
 RESERVED_META = tuple(f for f in TYPED_FIELDS if f not in ("model_version", "ds"))
@@ -118,6 +125,15 @@ class BatchWriter:
             for user, p in rows
         )
 
+    def write_example_users(self, rows: Iterable[tuple[str, str]]) -> int:
+        """The publication's example users, (user key, raw id) most active first, into
+        examples(version): GET /v1/users lists them (the page's user search)."""
+        key = self.layout.examples(self.version)
+        return self._write_hash_entries(
+            (key, user_key, encode_example_user(user_id, rank))
+            for rank, (user_key, user_id) in enumerate(rows, start=1)
+        )
+
     def write_item_index(self, item_ids: Iterable[str]) -> int:
         """The publication's item index, ids in position order, in blocks of INDEX_BLOCK;
         returns the number of blocks (pass it to go_live)."""
@@ -138,12 +154,17 @@ class BatchWriter:
             client.close()
         return blocks
 
-    def write_catalog(self, rows: Iterable[tuple[str, str | None, str | None, bool]]) -> int:
-        """Each item's (title, category, available) into items(version, bucket)."""
+    def write_catalog(self, rows: Iterable[CatalogRow]) -> int:
+        """Each item's (item_id, title, category, available[, price]) into items(version,
+        bucket); rows without a price (or a None one) publish none."""
         layout, version, buckets = self.layout, self.version, self.buckets
         return self._write_hash_entries(
-            (layout.items(version, layout.bucket_of(i, buckets)), i, encode_item_info(t, c, a))
-            for i, t, c, a in rows
+            (
+                layout.items(version, layout.bucket_of(row[0], buckets)),
+                row[0],
+                encode_item_info(row[1], row[2], row[3], row[4] if len(row) > 4 else None),
+            )
+            for row in rows
         )
 
     def write_neighbours(self, rows: Iterable[tuple[str, str, Sequence[tuple[str, float]]]]) -> int:

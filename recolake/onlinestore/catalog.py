@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from recolake.onlinestore.codecs import decode_price
 from recolake.onlinestore.keys import KeyLayout
 from recolake.ranking import ItemInfo
 
@@ -83,8 +84,9 @@ class CatalogEntry:
         )
 
     def info(self) -> ItemInfo:
-        """What the ranker reads of it (titles in reasons, category, availability)."""
-        return ItemInfo(self.title, self.category, self.available)
+        """What the ranker reads of it (titles in reasons, category, availability) and what
+        responses carry (price): a PUT's new price is served from the next request."""
+        return ItemInfo(self.title, self.category, self.available, decode_price(self.price))
 
 
 def merged_info(published: ItemInfo | None, overlay: str | bytes | None, item_id: str):

@@ -4,6 +4,7 @@ meta records ``codec`` (CODEC_VERSION), and readers decode with the codec it nam
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,13 +27,26 @@ def decode_items(payload: str | None) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in json.loads(payload)]
 
 
-def encode_item_info(title: str | None, category: str | None, available: bool) -> str:
-    """A catalog entry: ``{"title", "category", "available"}``."""
-    return json.dumps(
-        {"title": title, "category": category, "available": bool(available)},
-        separators=_COMPACT,
-        ensure_ascii=False,
-    )
+def encode_item_info(
+    title: str | None, category: str | None, available: bool, price: float | None = None
+) -> str:
+    """A catalog entry: ``{"title", "category", "available"[, "price"]}``. ``price`` only
+    when known (a finite number): entries without it are what publications before prices
+    wrote, and ``decode_price`` reads both as None."""
+    doc: dict[str, object] = {"title": title, "category": category, "available": bool(available)}
+    price = decode_price(price)
+    if price is not None:
+        doc["price"] = price
+    return json.dumps(doc, separators=_COMPACT, ensure_ascii=False)
+
+
+def decode_price(value: object) -> float | None:
+    """A stored price as a float, or None when absent or not a finite number (a bool is not
+    a price): a bad value must not break the entry its title and availability are in."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def encode_document(doc: object) -> str:
@@ -208,6 +222,29 @@ def decode_profile(payload: str | None) -> dict | None:
     if missing:
         raise ValueError(f"profile without {missing}")
     return {f: doc[f] for f in PROFILE_FIELDS}
+
+
+# --- example users (GET /v1/users: the page's user search) ---------------------------------
+
+
+def encode_example_user(user_id: str, rank: int) -> str:
+    """One example user of a publication: ``{"user_id": raw id, "rank": 1..n}`` (1: the
+    most active)."""
+    return json.dumps(
+        {"user_id": user_id, "rank": int(rank)}, separators=_COMPACT, ensure_ascii=False
+    )
+
+
+def decode_example_users(entries: Mapping[str, str]) -> list[str]:
+    """The raw ids of an examples hash (user key -> encoded entry), most active first;
+    ValueError for an entry without an id (a contract break, not skipped)."""
+    ranked = []
+    for payload in entries.values():
+        doc = json.loads(payload)
+        if not isinstance(doc, dict) or not isinstance(doc.get("user_id"), str):
+            raise ValueError(f"malformed example user: {str(payload)[:60]!r}")
+        ranked.append((int(doc.get("rank") or 0), doc["user_id"]))
+    return [user_id for _, user_id in sorted(ranked)]
 
 
 # --- merchandising rules (recolake/rules.py) ----------------------------------------------

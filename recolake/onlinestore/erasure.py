@@ -7,7 +7,8 @@ What the online store holds about a user, by the key layout (keys.KeyLayout):
 - the user's published list in every publication still in Redis (the live one and any
   previous one inside its grace period): the field ``<user key>`` of its bucket, deleted
   (counted in ``published_lists``), and so are the user's purchased set and profile
-  beside it;
+  beside it, and their entry among the publication's example users (the raw id: keys.
+  KeyLayout.examples);
 - the subject's hidden set (negative feedback): deleted with the real-time documents;
 - idempotency records and "seen" markers: named by ``event_token`` = HMAC(subject, event
   id), so no key names the user and none can be found without the client's event ids; they
@@ -80,11 +81,26 @@ def _profile_of(layout: KeyLayout, user_key: str, metas: Iterable[tuple[str, str
         yield layout.profiles(version, layout.bucket_of(user_key, int(buckets or 1)))
 
 
+def _examples_of(layout: KeyLayout, metas: Iterable[tuple[str, str | None]]):
+    """(examples hash key) of each publication, from (meta key, buckets)."""
+    for meta_key, _ in metas:
+        yield layout.examples(version_of(layout, meta_key))
+
+
+def _fields_of(layout: KeyLayout, user_key: str, metas: list[tuple[str, str | None]]):
+    """Every hash beside the lists that holds a field ``user_key`` in some publication."""
+    return (
+        *_purchased_of(layout, user_key, metas),
+        *_profile_of(layout, user_key, metas),
+        *_examples_of(layout, metas),
+    )
+
+
 def forget_user(client: redis.Redis, layout: KeyLayout, user_key: str) -> Erased:
     deleted = sum(int(client.delete(k)) for k in realtime_keys(layout, user_key))
     metas = [(m, client.hget(m, "buckets")) for m in client.scan_iter(match=meta_pattern(layout))]
     lists = sum(int(client.hdel(k, user_key)) for k in _lists_of(layout, user_key, metas))
-    for key in (*_purchased_of(layout, user_key, metas), *_profile_of(layout, user_key, metas)):
+    for key in _fields_of(layout, user_key, metas):
         client.hdel(key, user_key)
     return Erased(deleted, lists, len(metas))
 
@@ -99,6 +115,6 @@ async def forget_user_async(client: aioredis.Redis, layout: KeyLayout, user_key:
     lists = 0
     for key in _lists_of(layout, user_key, metas):
         lists += int(await client.hdel(key, user_key))
-    for key in (*_purchased_of(layout, user_key, metas), *_profile_of(layout, user_key, metas)):
+    for key in _fields_of(layout, user_key, metas):
         await client.hdel(key, user_key)
     return Erased(deleted, lists, len(metas))

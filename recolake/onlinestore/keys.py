@@ -83,7 +83,7 @@ class KeyLayout:
         return f"{self.namespace}:pub:{version}:nbr:{kind}:{bucket}"
 
     def items(self, version: str, bucket: int) -> str:
-        """Hash: item_id -> encoded {"title", "category", "available"}."""
+        """Hash: item_id -> encoded {"title", "category", "available"[, "price"]}."""
         return f"{self.namespace}:pub:{version}:items:{bucket}"
 
     def content_terms(self, version: str, bucket: int) -> str:
@@ -106,6 +106,14 @@ class KeyLayout:
         publication's ds, codecs.encode_profile): GET /v1/users/{user_id}/profile."""
         return f"{self.namespace}:pub:{version}:profile:{bucket}"
 
+    def examples(self, version: str) -> str:
+        """Hash: pseudonymised user key -> {"user_id": raw id, "rank": 1..n} of the
+        publication's example users (codecs.encode_example_user; the most active first):
+        the one place raw user ids are in Redis, bounded by ``publish_example_users``, so a
+        page can offer known users (GET /v1/users); keyed by the pseudonym so an erasure
+        removes the user's entry without knowing the raw id."""
+        return f"{self.namespace}:pub:{version}:examples"
+
     def version_keys(self, version: str, buckets: int, index_blocks: int = 0) -> list[str]:
         """Every key a publication may own (used to make it permanent, then expire it)."""
         return [
@@ -118,6 +126,7 @@ class KeyLayout:
             *(self.item_index(version, b) for b in range(index_blocks)),
             *(self.content_terms(version, b) for b in range(buckets)),
             *(self.profiles(version, b) for b in range(buckets)),
+            self.examples(version),
         ]
 
     # --- the live catalog overlay (PUT /v1/items writes, Reader reads; catalog.py) --------

@@ -25,6 +25,7 @@ from recolake.onlinestore.codecs import (
     COMPACT_CODEC_VERSION,
     INDEX_BLOCK,
     as_bytes,
+    decode_example_users,
     decode_hidden,
     decode_index_block,
     decode_items,
@@ -286,6 +287,14 @@ class Reader:
         bucket = self.layout.bucket_of(user_key, pub.buckets)
         payload = await self.client.hget(self.layout.profiles(pub.version, bucket), user_key)
         return pub, decode_profile(payload)
+
+    async def example_users(self) -> tuple[Publication, list[str]]:
+        """The live publication and the raw ids of its example users, most active first
+        (codecs.decode_example_users): one HGETALL of a hash of at most
+        ``publish_example_users`` fields, never cached, so an erased user is gone at once."""
+        pub = await self.publication()
+        entries = await self.client.hgetall(self.layout.examples(pub.version))
+        return pub, decode_example_users(entries or {})
 
     def observe_catalog(self, version: str | bytes | None) -> None:
         """The overlay's version as just read: when it moved, every cached catalog entry

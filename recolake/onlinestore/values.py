@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from recolake.onlinestore.codecs import decode_price
 from recolake.ranking import ItemInfo, RecentEvent
 
 __all__ = [
@@ -23,8 +24,14 @@ def decode_item_info(payload: str | None) -> ItemInfo | None:
     if not payload:
         return None
     doc = json.loads(payload)
-    # A missing flag means available (the documented generic items CSV has no column for it).
-    return ItemInfo(doc.get("title"), doc.get("category"), bool(doc.get("available", True)))
+    # A missing flag means available (the documented generic items CSV has no column for it);
+    # a missing price is an entry published before prices were (or an item without one).
+    return ItemInfo(
+        doc.get("title"),
+        doc.get("category"),
+        bool(doc.get("available", True)),
+        decode_price(doc.get("price")),
+    )
 
 
 def decode_recent(payload: str | None) -> list[RecentEvent]:

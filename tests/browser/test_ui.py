@@ -1,8 +1,11 @@
 """The /ui page in headless Chromium (Debian's package, driven by Playwright; never
 `playwright install`) against the real API, real Redis with a sample publication, and real
-MLflow runs: the page loads without console errors, a user's cards show titles, a click
-posts an event and the list follows, the dashboard renders its tables. Screenshots are
-saved under the test's tmp folder (paths printed).
+MLflow runs: the page loads without console errors, a known user is found by id prefix, their
+cards show titles and prices, a click posts an event and the list follows, reads never carry
+the write token (and work with the read token alone), the dashboard renders its tables.
+Screenshots go to ``var/test-artifacts/screenshots/`` of the checkout (git-ignored; or
+``$RECOLAKE_TEST_ARTIFACTS/screenshots``), a stable folder CI can keep; their paths are
+printed and listed in the session's summary (tests/browser/conftest.py).
 
 The streaming job's Redis side is run as a thread here (``StreamApplier``: the API's landed
 event files -> ``StreamWriter.write_batch``, the code the streaming job's Redis query calls):
@@ -11,10 +14,12 @@ starting the Spark streaming job would cost a minute of the suite for the same w
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -22,20 +27,32 @@ import mlflow
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from online.services import dashboard
+from pipelines.evaluate import metric_key
+from pipelines.nightly import log_timing
 from recolake import tracking
 from recolake.eventlog import is_impression
 from recolake.onlinestore import RedisTimeouts, connect, session_subject, user_subject
 from recolake.onlinestore import stream as st
 from recolake.privacy import pseudonymise
-from recolake.settings import Settings
+from recolake.settings import PROJECT_ROOT, Settings
+from recolake.timing import Step, StepTimer
 from recolake.validation import parse_timestamp
 from tests.conftest import make_settings
-from tests.online.conftest import publish_sample
+from tests.online.conftest import PRICES, publish_sample
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
 READ_TOKEN = "read-secret-1"
 WRITE_TOKEN = "write-secret-2"
+#: Where the screenshots go: a stable folder of the checkout (git-ignored), not a tmp dir.
+SCREENSHOTS = (
+    Path(os.environ.get("RECOLAKE_TEST_ARTIFACTS") or PROJECT_ROOT / "var" / "test-artifacts")
+    / "screenshots"
+)
+#: Screenshots saved in this session (the conftest's summary lists them).
+SAVED: list[Path] = []
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class StreamApplier:
@@ -104,16 +121,17 @@ class StreamApplier:
 
 def log_sample_runs(settings: Settings) -> None:
     """A nightly's step times, an evaluation's metrics per model and experiment results, as
-    pipelines/nightly.py, evaluate.py and experiments.py log them (real MLflow, tmp store)."""
+    pipelines/nightly.py, evaluate.py and experiments.py log them (real MLflow, tmp store):
+    the nightly's run through its own ``log_timing`` (StepTimer's metric names), the
+    evaluation's metrics named by its ``metric_key``, so a renamed metric fails here."""
+    timer = StepTimer(steps=[Step("ingest", 1.5), Step("train", 12.25)])
+    log_timing(settings, date(2026, 1, 1), timer, 14.0)
     tracking.configure(settings)
-    with mlflow.start_run(run_name="nightly-2026-01-01"):
-        mlflow.set_tags({tracking.STEP_TAG: "nightly", "ds": "2026-01-01"})
-        mlflow.log_metrics(
-            {"step_seconds.ingest": 1.5, "step_seconds.train": 12.25, "step_seconds.total": 13.75}
-        )
     with mlflow.start_run(run_name="evaluate-2026-01-01"):
         mlflow.set_tags({tracking.STEP_TAG: "evaluate", "ds": "2026-01-01"})
-        mlflow.log_metrics({"als.ndcg_at_10": 0.3125, "popular.ndcg_at_10": 0.125})
+        mlflow.log_metrics(
+            {metric_key("als", "ndcg@10"): 0.3125, metric_key("popular", "ndcg@10"): 0.125}
+        )
     row = {"experiment": "blend-test", "variant": "treatment", "impressions": 40}
     row.update({"is_control": False, "ctr": 0.25, "ctr_low": 0.125, "ctr_high": 0.4})
     with mlflow.start_run(run_name="experiments-2026-01-01"):
@@ -145,7 +163,7 @@ def site(tmp_path, redis_server, redis_client, api_server_factory):
 
 
 @pytest.fixture
-def page(tmp_path):
+def page():
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("no chromium on PATH: `make test` installs Debian's package")
@@ -161,17 +179,23 @@ def page(tmp_path):
         browser.close()
 
 
-def shot(page: Page, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / "screenshots" / f"{name}.png"
-    path.parent.mkdir(exist_ok=True)
+def shot(page: Page, name: str) -> Path:
+    """A full-page screenshot under SCREENSHOTS (the previous run's file removed first, so
+    what is checked is this run's): a non-empty PNG, its path printed."""
+    path = SCREENSHOTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
     page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert data.startswith(PNG) and len(data) > 1000, (path, len(data))
     print(f"screenshot: {path}")
+    SAVED.append(path)
     return path
 
 
-def enter_tokens(page: Page) -> None:
-    page.fill("#read-token", READ_TOKEN)
-    page.fill("#write-token", WRITE_TOKEN)
+def enter_tokens(page: Page, read: str = READ_TOKEN, write: str = WRITE_TOKEN) -> None:
+    page.fill("#read-token", read)
+    page.fill("#write-token", write)
     page.click("#tokens button")
 
 
@@ -195,20 +219,35 @@ def test_the_page_source_holds_no_token(site):
     )
 
 
-def test_a_click_posts_a_view_and_the_list_follows(site, page, tmp_path):
+def test_a_click_posts_a_view_and_the_list_follows(site, page):
     server, applier = site
     posts = []
+    sent = []  # (method, path, Authorization) of every API request the page made
     page.on("request", lambda r: r.method == "POST" and posts.append((r.url, r.post_data)))
+    page.on(
+        "request",
+        lambda r: (
+            "/v1/" in r.url
+            and sent.append((r.method, r.url.split("?")[0], r.headers.get("authorization")))
+        ),
+    )
     page.goto(f"{server.url}/ui/")
     enter_tokens(page)
+    # "pick a known user": the publication's example users, suggested by prefix
+    page.fill("#user-id", "al")
+    expect(page.locator("#known-users option")).to_have_count(1)
+    assert page.locator("#known-users option").get_attribute("value") == "alice"
+    expect(page.locator("#users-hint")).to_have_text("1 of 2 example users match")
     page.fill("#user-id", "alice")
     page.click("#show")
     cards = page.locator("#cards .card")
     expect(cards.first).to_be_visible()
     titles = cards.locator("h4").all_inner_texts()
     assert titles[:3] == ["Lamp", "Rug", "Mug"]  # alice's published list, by catalog title
+    prices = cards.locator(".price").all_inner_texts()
+    assert prices[:3] == [f"{PRICES[i]:.2f}" for i in ("i1", "i2", "p1")]  # published prices
     assert page.locator("#recent li").count() == 0
-    first = shot(page, tmp_path, "playground-before")
+    first = shot(page, "playground-before")
 
     page.locator("#cards .card", has_text="Rug").locator("h4").click()
     expect(page.locator("#recent li[data-item=i2]")).to_be_visible(timeout=5000)
@@ -219,36 +258,56 @@ def test_a_click_posts_a_view_and_the_list_follows(site, page, tmp_path):
     assert [(e["item_id"], e["event_type"], e["user_id"]) for e in applier.applied] == [
         ("i2", "view", "alice")
     ]
-    after = shot(page, tmp_path, "playground-after")
-    assert first.stat().st_size > 0 and after.stat().st_size > 0
+    after = shot(page, "playground-after")
+    assert first != after and after.is_file()
+    # the write token went only with the post; every read carried the read token
+    assert {(m, auth) for m, path, auth in sent if path.endswith("/v1/events")} == {
+        ("POST", f"Bearer {WRITE_TOKEN}")
+    }
+    reads = [(path, auth) for m, path, auth in sent if m == "GET"]
+    assert reads and all(auth == f"Bearer {READ_TOKEN}" for _, auth in reads), reads
     assert page.console_errors == []
 
 
-def test_a_fresh_visitor_and_the_item_page(site, page, tmp_path):
-    server, _ = site
+def test_a_fresh_visitor_and_the_item_page(site, page):
+    server, applier = site
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
     page.goto(f"{server.url}/ui/")
-    enter_tokens(page)
+    enter_tokens(page, write="")  # the read token alone: the page reads, and cannot post
     page.click("#fresh")
     session = page.input_value("#session-id")
     assert session.startswith("visitor-")
     expect(page.locator("#cards .card").first).to_be_visible()
     assert page.locator("#cards h4").all_inner_texts()[:3] == ["Mug", "Pan", "Cup"]  # popular
-    page.locator("#cards .card", has_text="Pan").get_by_role("button", name="Cart").click()
+    pan = page.locator("#cards .card", has_text="Pan")
+    pan.get_by_role("button", name="Cart").click()
+    expect(page.locator("#status")).to_contain_text("posting needs the write token")
+    assert posts == [] and applier.applied == []  # nothing sent, nothing failed loudly
+
+    enter_tokens(page)
+    pan.get_by_role("button", name="Cart").click()
     expect(page.locator("#recent li[data-item=p2]")).to_be_visible(timeout=5000)
 
     page.goto(f"{server.url}/ui/#item")
     page.fill("#item-id", "shoe")
     page.click("#item-form button")
     expect(page.locator("#item-title")).to_have_text("Red shoe (shoes)")
+    expect(page.locator("#item-price")).to_have_text(f"{PRICES['shoe']:.2f}")
     similar = page.locator("#similar h4").all_inner_texts()
     assert "Boot" in similar and "Sold out" not in similar  # unavailable items are filtered
     assert page.locator("#bought-together h4").all_inner_texts() == ["Wool sock"]
-    shot(page, tmp_path, "item")
+    shot(page, "item")
     assert page.console_errors == []
 
 
-def test_the_dashboard_renders_its_tables(site, page, tmp_path):
+def test_the_dashboard_renders_its_tables(site, page):
     server, applier = site
+    # the service reads the names the nightly and the evaluation log (log_sample_runs)
+    runs = dashboard.mlflow_runs(applier.settings)
+    assert sorted(s["step"] for s in runs["nightly"]["steps"]) == ["ingest", "train"]
+    assert runs["nightly"]["total_seconds"] == 13.75
+    assert runs["evaluation"]["models"]["als"] == {"ndcg@10": 0.3125}
     ended = time.time() - 1.0  # the streaming job's last batch, as its Redis query records it
     applier.writer.write_progress(
         "redis", st.StreamProgress(41, 0.25, ended, rows=17, newest_event_at=ended - 2.5)
@@ -272,5 +331,5 @@ def test_the_dashboard_renders_its_tables(site, page, tmp_path):
     assert re.search(r"\d\.\d MiB\t\d+\.\d MiB\tno limit\t1", memory), memory
     expect(page.locator("#plots img")).to_have_count(1)
     assert page.locator("#plots img").evaluate("i => i.naturalWidth") > 0
-    shot(page, tmp_path, "dashboard")
+    shot(page, "dashboard")
     assert page.console_errors == []

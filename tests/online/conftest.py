@@ -22,6 +22,18 @@ CATALOG = [
     ("gone", "Sold out", "shoes", False),
     ("new", "Brand new shoe", "shoes", True),
 ]
+#: Published prices (publish_sample): "gone" has none, as an item of a catalog without one.
+PRICES = {
+    "i1": 24.5,
+    "i2": 89.0,
+    "p1": 6.5,
+    "p2": 19.99,
+    "p3": 3.25,
+    "shoe": 59.0,
+    "boot": 79.0,
+    "sock": 4.5,
+    "new": 64.0,
+}
 
 
 #: alice's published profile (gold.user_profile's fields: GET /v1/users/alice/profile).
@@ -47,14 +59,15 @@ ALICE_PROFILE = {
 
 
 def publish_sample(url: str, settings: Settings, version: str = "v7") -> None:
-    """alice's ALS list and profile, the catalog above, neighbours of "shoe", popular
-    p1..p3; live."""
+    """alice's ALS list and profile, the catalog above (with PRICES), neighbours of "shoe",
+    popular p1..p3, example users alice and bob; live."""
     layout = KeyLayout(settings.redis_namespace)
     writer = BatchWriter(url=url, layout=layout, version=version, buckets=settings.redis_buckets)
     alice = pseudonymise("alice", TEST_KEY.encode())
     writer.write_user_lists([(alice, [("i1", 0.9), ("i2", 0.8), ("p1", 0.7)])])
     writer.write_user_profiles([(alice, ALICE_PROFILE)])
-    writer.write_catalog(CATALOG)
+    writer.write_example_users([(alice, "alice"), (pseudonymise("bob", TEST_KEY.encode()), "bob")])
+    writer.write_catalog([(*entry, PRICES.get(entry[0])) for entry in CATALOG])
     writer.write_neighbours(
         [
             ("co_view", "shoe", [("boot", 0.9), ("gone", 0.8)]),

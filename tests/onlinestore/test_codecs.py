@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from recolake.onlinestore import codecs
+from recolake.onlinestore.codecs import encode_item_info
+from recolake.onlinestore.values import decode_item_info
+from recolake.ranking import ItemInfo
 
 
 def test_compact_list_keeps_order_and_scores_to_a_255th_of_the_range():
@@ -89,3 +94,23 @@ def test_profile_round_trip_rounds_and_refuses_other_shapes():
         codecs.encode_profile({k: v for k, v in profile.items() if k != "ds"})
     with pytest.raises(ValueError, match="unknown codec"):
         codecs.decode_profile(payload.replace('"v":1', '"v":2'))
+
+
+def test_catalog_entries_carry_a_price_and_older_ones_decode_without():
+    """Publications before prices wrote entries without one: they still decode (price
+    None); a non-finite or non-numeric price is dropped, never the entry."""
+    encoded = encode_item_info("Lamp", "home", True, 24.5)
+    assert json.loads(encoded) == {
+        "title": "Lamp",
+        "category": "home",
+        "available": True,
+        "price": 24.5,
+    }
+    assert decode_item_info(encoded) == ItemInfo("Lamp", "home", True, 24.5)
+    assert decode_item_info('{"title":"T","category":"C","available":false}') == ItemInfo(
+        "T", "C", False, None
+    )
+    assert "price" not in json.loads(encode_item_info("T", None, True, float("nan")))
+    assert decode_item_info('{"title":"T","price":"9.95"}').price is None
+    assert decode_item_info('{"title":"T","price":true}').price is None
+    assert decode_item_info('{"title":"T","price":0}').price == 0.0

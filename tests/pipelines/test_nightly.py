@@ -7,6 +7,7 @@ import gzip
 import json
 import zlib
 from datetime import date
+from functools import partial
 
 import httpx
 import mlflow
@@ -14,13 +15,15 @@ import pytest
 
 from features.tables import BRONZE_EVENTS, GOLD_USER_ITEM_STRENGTH, QUARANTINE_EVENTS, SILVER_EVENTS
 from models.offline import MODELS
-from pipelines import nightly
+from pipelines import nightly, publish
 from recolake import tracking
 from recolake.onlinestore import KeyLayout
 from recolake.privacy import pseudonymise
+from recolake.progress import Progress
 from recolake.ranking import Weights
 from recolake.settings import PROJECT_ROOT
 from tests.conftest import TEST_KEY, make_settings
+from tests.recolake.test_progress import Terminal
 
 pytestmark = [pytest.mark.spark, pytest.mark.redis, pytest.mark.slow]
 
@@ -56,11 +59,17 @@ def customer_with_purchases(path) -> str:
 
 @pytest.mark.timeout(1800)  # two whole nightlies of a slice of the sample
 def test_nightly_end_to_end_and_rerun(
-    spark, small_sample, redis_server, redis_client, tmp_path, api_server_factory
+    spark, small_sample, redis_server, redis_client, tmp_path, api_server_factory, monkeypatch
 ):
     settings = make_settings(tmp_path, redis_url=redis_server.url, als_max_iter=5, als_rank=16)
     argv = ["--ds", DS.isoformat(), "--events", str(small_sample), "--format", "online_retail"]
+    terminal = Terminal()  # publish's progress bar, as a terminal would show it
+    monkeypatch.setattr(publish, "Progress", partial(Progress, stream=terminal))
     first = nightly.main(argv, spark=spark, settings=settings)
+    batches = len(publish.PUBLISH_BATCHES)
+    drawn = terminal.getvalue()
+    assert f"publish {DS} [" in drawn and f"] {batches}/{batches} " in drawn, drawn[-300:]
+    assert "user lists: " in drawn and "writing example users" in drawn
 
     counts = first.silver
     assert counts.input == first.ingest.events > 5000
@@ -143,6 +152,17 @@ def test_nightly_end_to_end_and_rerun(
     }
     unknown = httpx.get(f"{api.url}/v1/recommendations/nobody-knows-me?k=3").json()
     assert [i["source"] for i in unknown["items"]] == ["popular"] * 3
+    # Prices from the sample's catalog, and example users (raw ids of published users).
+    priced = httpx.get(
+        f"{api.url}/v1/recommendations/{customer}", params={"fields": "title,price"}
+    ).json()["items"]
+    assert all(isinstance(i["price"], float) and i["price"] > 0 for i in priced), priced
+    examples = httpx.get(f"{api.url}/v1/users", params={"limit": 100}).json()
+    assert examples["examples"] == first.publish.examples == settings.publish_example_users
+    for user_id in examples["users"]:
+        key = pseudonymise(user_id, TEST_KEY.encode())
+        bucket = layout.bucket_of(key, settings.redis_buckets)
+        assert redis_client.hexists(layout.recs(first.publish.version, bucket), key), user_id
 
     # Re-running the same date duplicates nothing and switches to a new publication.
     sizes = {

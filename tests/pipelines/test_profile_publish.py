@@ -1,9 +1,11 @@
 """gold.user_profile -> the publication (pipelines/publish.write_profiles) -> Redis -> GET
-/v1/users/{user_id}/profile behind the read token: real Spark, Delta, Redis and the API."""
+/v1/users/{user_id}/profile behind the read token, and the publication's example users (raw
+ids from bronze, publish.write_example_users) -> GET /v1/users: real Spark, Delta, Redis and
+the API."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest
@@ -11,7 +13,7 @@ from pyspark.sql import functions as F
 
 from features import columns as c
 from features import profile
-from features.tables import GOLD_USER_PROFILE
+from features.tables import BRONZE_EVENTS, GOLD_USER_PROFILE
 from features.transforms import pseudonymise_column, with_ds
 from pipelines import publish
 from recolake.onlinestore import KeyLayout
@@ -34,14 +36,37 @@ def keyed(df):
     return df.withColumn(c.USER_KEY, pseudonymise_column(F.col(c.USER_KEY), KEY))
 
 
+def bronze_users(spark, settings, users: dict[str, date]) -> None:
+    """bronze.events with one event per raw user id, ingested on the given date."""
+    now = datetime(2024, 5, 10, tzinfo=UTC)
+    rows = [
+        (None, u, "a", "view", "2024-05-10T10:00:00Z", None, None, None, "generic", "f", now, ds)
+        for u, ds in users.items()
+    ]
+    BRONZE_EVENTS.overwrite(
+        spark.createDataFrame([(*r, None) for r in rows], BRONZE_EVENTS.schema), settings
+    )
+
+
 def test_profiles_published_and_served_by_user_id(
     spark, tmp_path, redis_server, redis_client, api_server_factory
 ):
     settings = make_settings(
-        tmp_path, redis_url=redis_server.url, api_read_token="r-tok", api_token="w-tok"
+        tmp_path,
+        redis_url=redis_server.url,
+        api_read_token="r-tok",
+        api_token="w-tok",
+        publish_example_users=2,
     )
     writer = BatchWriter.from_settings(settings, "vprof")
     assert publish.write_profiles(spark, settings, DS, DS, writer) == 0  # no table yet: skipped
+    published = keyed(strength(spark))  # u1: 3 items, u2 and u3: 2, u4: 1
+    no_bronze = publish.write_example_users(spark, settings, DS, published, published, writer)
+    assert no_bronze == 0
+    # raw ids as bronze holds them (u2 untrimmed); u9 is no published user; u4 another day
+    other_day = date(2024, 5, 9)
+    bronze_users(spark, settings, {"u1": DS, " u2 ": DS, "u3": DS, "u9": DS, "u4": other_day})
+    assert publish.write_example_users(spark, settings, DS, published, published, writer) == 2
 
     built = profile.user_profile(
         keyed(events(spark)), keyed(strength(spark)), catalog(spark), ds=DS, top_n=2
@@ -53,7 +78,9 @@ def test_profiles_published_and_served_by_user_id(
     staged = [
         k for k in layout.version_keys("vprof", settings.redis_buckets) if redis_client.exists(k)
     ]
-    assert staged and all(":profile:" in k and redis_client.ttl(k) > 0 for k in staged)
+    assert staged and all(
+        (":profile:" in k or k.endswith(":examples")) and redis_client.ttl(k) > 0 for k in staged
+    )
     writer.go_live(
         popular=[("a", 1.0)], meta={"model_version": "1", "ds": DS.isoformat()}, grace_seconds=5
     )
@@ -111,7 +138,18 @@ def test_profiles_published_and_served_by_user_id(
         spec = http.get("/openapi.json").json()["paths"]["/v1/users/{user_id}/profile"]["get"]
         assert set(spec["responses"]) == {"200", "401", "403", "404", "422", "503"}
 
-        # erasure takes the profile out of every publication with the lists
+        # the two most active published users (ties by id), by raw id, behind the read token
+        examples = http.get("/v1/users", headers=READ)
+        assert examples.json() == {"publication": "vprof", "users": ["u1", "u2"], "examples": 2}
+        found = http.get("/v1/users", params={"prefix": "u2", "limit": 5}, headers=READ).json()
+        assert found["users"] == ["u2"]
+        assert http.get("/v1/users").status_code == 401
+        assert http.get("/v1/users", params={"limit": 0}, headers=READ).status_code == 422
+        spec = http.get("/openapi.json").json()["paths"]["/v1/users"]["get"]
+        assert set(spec["responses"]) == {"200", "401", "403", "422", "503"}
+
+        # erasure takes the profile and the example entry out of every publication
         forget_user(redis_client, layout, pseudonymise("u1", KEY))
         assert http.get("/v1/users/u1/profile", headers=READ).status_code == 404
         assert http.get("/v1/users/u2/profile", headers=READ).status_code == 200
+        assert http.get("/v1/users", headers=READ).json()["users"] == ["u2"]

@@ -39,8 +39,8 @@ def lake(spark, tmp_path, redis_server):
     settings = make_settings(tmp_path, redis_url=redis_server.url)
     catalog = spark.createDataFrame(
         [
-            (DS, "a", "Apple", "fruit", 1.0, True, None),
-            (DS, "b", "Banana", "fruit", 2.0, False, None),
+            (DS, "a", "Apple", "fruit", None, True, None),  # no price in the catalog
+            (DS, "b", "Banana", "fruit", 2.5, False, None),
             (OLD, "z", "Old", "misc", 1.0, True, None),
         ],
         GOLD_ITEM_CATALOG.schema,
@@ -84,7 +84,9 @@ def test_catalog_and_neighbours_published_under_the_version(spark, lake, redis_c
         "title": "Banana",
         "category": "fruit",
         "available": False,
+        "price": 2.5,
     }
+    assert "price" not in json.loads(entry(lambda x: layout.items("v1", x), "a"))
     assert entry(lambda x: layout.items("v1", x), "z") is None
     nbrs = entry(lambda x: layout.neighbours("v1", "co_view", x), "a")
     assert decode_items(nbrs) == [("b", 0.9), ("c", 0.5)]  # rank order
